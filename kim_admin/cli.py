@@ -1,0 +1,105 @@
+"""Command-line interface, one group per noun: ``flask users …``, ``flask demo …``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from . import accounts, demo
+from .permissions import ROLES
+from .reference import load_reference_data
+
+users_cli = AppGroup("users", help="Benutzer verwalten.")
+reference_cli = AppGroup("reference", help="Referenzdaten des HSK.")
+demo_cli = AppGroup("demo", help="Demo-Daten.")
+
+
+def _read_password() -> str:
+    """The first line of standard input, without its line break."""
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise click.ClickException("Kein Passwort auf der Standardeingabe erhalten.")
+    return password
+
+
+@users_cli.command("create")
+@click.argument("email")
+@click.option("--role", required=True, type=click.Choice([code for code, _ in ROLES]))
+@click.option("--municipality", "ags", help="Gemeindeschlüssel (AGS), für die Rolle Kommune.")
+@click.option("--name", default="", help="Anzeigename.")
+@click.option("--password-stdin", is_flag=True, required=True, help="Passwort von stdin lesen.")
+def create_user(email: str, role: str, ags: str | None, name: str, password_stdin: bool) -> None:
+    """Create a user; the password is read from standard input."""
+    try:
+        user = accounts.create_user(email, role, _read_password(), ags, name)
+    except accounts.AccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Benutzer {user.email} angelegt ({dict(ROLES)[user.role]}).")
+
+
+@users_cli.command("set-password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, required=True, help="Passwort von stdin lesen.")
+def set_password(email: str, password_stdin: bool) -> None:
+    """Set a user's password (read from standard input); ends their sessions."""
+    try:
+        user = accounts.set_password(email, _read_password())
+    except accounts.AccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Passwort für {user.email} geändert.")
+
+
+@users_cli.command("deactivate")
+@click.argument("email")
+def deactivate(email: str) -> None:
+    """Deactivate a user; they are logged out at their next request."""
+    try:
+        user = accounts.deactivate(email)
+    except accounts.AccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Benutzer {user.email} deaktiviert.")
+
+
+@reference_cli.command("load")
+def load() -> None:
+    """Load the 12 HSK municipalities, target groups and indicators (idempotent)."""
+    created = load_reference_data()
+    click.echo(
+        "Referenzdaten geladen: {municipalities} Kommunen, {target_groups} Zielgruppen, "
+        "{indicators} Kennzahlen neu angelegt.".format(**created)
+    )
+
+
+@demo_cli.command("seed")
+@click.option("--force", is_flag=True, help="Vorhandene Benutzer und Daten löschen und neu anlegen.")
+@click.option(
+    "--if-empty", is_flag=True, help="Nur laden, wenn die Datenbank leer ist; sonst nichts tun."
+)
+def seed(force: bool, if_empty: bool) -> None:
+    """Load demo users, rooms, posts, partners and two years of figures."""
+    if if_empty and not demo.is_empty():
+        click.echo("Die Datenbank enthält bereits Daten; keine Demo-Daten geladen.")
+    else:
+        try:
+            counts = demo.seed(force=force)
+        except demo.DatabaseNotEmpty as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(
+            "Demo-Daten geladen: {users} Benutzer, {partners} Partner, {rooms} Räume, "
+            "{posts} Stellen, {periods} Quartale, {entries} Kennzahlwerte.".format(**counts)
+        )
+    logins = demo.demo_logins()
+    if logins:
+        click.echo(f"\nDemo-Zugänge (Passwort für alle: {demo.DEMO_PASSWORD}):")
+        for email, role, town in logins:
+            click.echo(f"  {email:<34} {dict(ROLES)[role]:<18} {town}")
+
+
+def init_app(app: Flask) -> None:
+    """Register the command groups."""
+    app.cli.add_command(users_cli)
+    app.cli.add_command(reference_cli)
+    app.cli.add_command(demo_cli)

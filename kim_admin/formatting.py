@@ -1,0 +1,40 @@
+"""German display formats: dates as 31.12.2025, decimals with a comma."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from flask import Flask
+from babel.numbers import format_decimal
+from flask_babel import format_datetime
+
+from .permissions import role_label
+
+
+def de_date(value: date | None) -> str:
+    """``31.12.2025``."""
+    return value.strftime("%d.%m.%Y") if value else ""
+
+
+def de_datetime(value: datetime | None) -> str:
+    """``31.12.2025 14:05`` in the Kreis' time zone (values are stored in UTC)."""
+    return format_datetime(value, "dd.MM.yyyy HH:mm") if value else ""
+
+
+def de_number(value: int | float | Decimal | None, places: int | None = None) -> str:
+    """``1.234,5``: German separators; ``places`` fixes the number of decimals."""
+    if value is None:
+        return ""
+    if places is None:
+        return format_decimal(value, locale="de_DE")
+    pattern = "#,##0" + ("." + "0" * places if places else "")
+    return format_decimal(value, format=pattern, locale="de_DE")
+
+
+def init_app(app: Flask) -> None:
+    """Register the filters for templates."""
+    app.add_template_filter(de_date, "de_date")
+    app.add_template_filter(de_datetime, "de_datetime")
+    app.add_template_filter(de_number, "de_number")
+    app.add_template_global(role_label, "kim_role_label")

@@ -1,0 +1,121 @@
+"""Roles and the permission table: the one place that says who may do what.
+
+Every view asks :func:`can` (through ``views.base``); anything not granted
+here is refused. Resources are named like the tables and admin endpoints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DISTRICT_ADMIN = "district_admin"
+MUNICIPAL_STAFF = "municipal_staff"
+STEERING_GROUP = "steering_group"
+
+ROLES = [
+    (DISTRICT_ADMIN, "Kreisverwaltung"),
+    (MUNICIPAL_STAFF, "Kommune"),
+    (STEERING_GROUP, "Steuerungsgruppe"),
+]
+
+READ = "read"
+CREATE = "create"
+EDIT = "edit"
+DELETE = "delete"
+EXPORT = "export"
+ACTIONS = (READ, CREATE, EDIT, DELETE, EXPORT)
+
+_ALL = frozenset(ACTIONS)
+_READ_EXPORT = frozenset({READ, EXPORT})
+_READ = frozenset({READ})
+
+# role -> resource -> allowed actions. A resource or role missing here gets nothing.
+PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
+    DISTRICT_ADMIN: {
+        "municipality": _ALL,
+        "target_group": _ALL,
+        "room": _ALL,
+        "post": _ALL,
+        "partner": _ALL,
+        "indicator": _ALL,
+        "reporting_period": _ALL,
+        "monitoring_entry": _ALL,
+        "submission": _ALL,
+        "user": _ALL,
+        # The audit trail is append-only: nobody edits or deletes it in the app.
+        "audit_event": _READ_EXPORT,
+        "dashboard": _READ,
+        "account": _READ,
+    },
+    STEERING_GROUP: {
+        "municipality": _READ_EXPORT,
+        "target_group": _READ_EXPORT,
+        "room": _READ_EXPORT,
+        "post": _READ_EXPORT,
+        "partner": _READ_EXPORT,
+        "indicator": _READ_EXPORT,
+        "reporting_period": _READ_EXPORT,
+        "monitoring_entry": _READ_EXPORT,
+        "submission": _READ_EXPORT,
+        "dashboard": _READ,
+        "account": _READ,
+    },
+    MUNICIPAL_STAFF: {
+        "target_group": _READ,
+        "partner": _READ,
+        "indicator": _READ,
+        "reporting_period": _READ,
+        # Scoped to the user's own municipality (see SCOPED_BY_MUNICIPALITY).
+        "room": _READ_EXPORT,
+        "post": _READ_EXPORT,
+        "monitoring_entry": _READ_EXPORT,
+        "submission": _READ,
+        "dashboard": _READ,
+        "account": _READ,
+    },
+}
+
+# Resources whose rows belong to one municipality, with the column that says which.
+# A municipal user only ever reaches rows whose column equals their municipality.
+SCOPED_BY_MUNICIPALITY: dict[str, str] = {
+    "room": "municipality_id",
+    "post": "municipality_id",
+    "monitoring_entry": "municipality_id",
+    "submission": "municipality_id",
+}
+
+
+def can(user: Any, resource: str, action: str) -> bool:
+    """Whether ``user`` may perform ``action`` on ``resource``."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return False
+    if not getattr(user, "is_active", False):
+        return False
+    if user.role == MUNICIPAL_STAFF and user.municipality_id is None:
+        return False  # the database forbids it; never fall back to "all municipalities"
+    return action in PERMISSIONS.get(user.role, {}).get(resource, frozenset())
+
+
+def is_scoped(user: Any, resource: str) -> bool:
+    """Whether ``user`` only reaches their own municipality's rows of ``resource``."""
+    return user.role == MUNICIPAL_STAFF and resource in SCOPED_BY_MUNICIPALITY
+
+
+def apply_scope(query: Any, model: Any, resource: str, user: Any) -> Any:
+    """Limit a ``Query`` or ``select()`` over ``model`` to the rows ``user`` may reach."""
+    if not is_scoped(user, resource):
+        return query
+    column = getattr(model, SCOPED_BY_MUNICIPALITY[resource])
+    return query.filter(column == user.municipality_id)
+
+
+def in_scope(obj: Any, resource: str, user: Any) -> bool:
+    """Whether the loaded row ``obj`` of ``resource`` lies in ``user``'s scope."""
+    if not is_scoped(user, resource):
+        return True
+    return getattr(obj, SCOPED_BY_MUNICIPALITY[resource]) == user.municipality_id
+
+
+def role_label(role: str | None) -> str:
+    """German label of a role code."""
+    return dict(ROLES).get(role or "", role or "")

@@ -1,0 +1,49 @@
+"""The data model, one module per aggregate; everything is re-exported here."""
+
+from .audit import AuditEvent
+from .indicator import FIELDS_OF_ACTION, INDICATOR_KINDS, Indicator
+from .municipality import Municipality
+from .partner import PARTNER_KINDS, Partner, partner_municipality, partner_target_group
+from .post import (
+    BAUSTEINE,
+    EMPLOYER_TYPES,
+    FTE_MAX,
+    FTE_MIN,
+    POST_FUNCTIONS,
+    POST_STATUSES,
+    Post,
+    post_target_group,
+)
+from .reporting import SUBMISSION_STATUSES, MonitoringEntry, ReportingPeriod, Submission
+from .room import ROOM_KINDS, Room
+from .target_group import LEGAL_AREAS, TargetGroup
+from .user import User
+
+__all__ = [
+    "BAUSTEINE",
+    "EMPLOYER_TYPES",
+    "FIELDS_OF_ACTION",
+    "FTE_MAX",
+    "FTE_MIN",
+    "INDICATOR_KINDS",
+    "LEGAL_AREAS",
+    "PARTNER_KINDS",
+    "POST_FUNCTIONS",
+    "POST_STATUSES",
+    "ROOM_KINDS",
+    "SUBMISSION_STATUSES",
+    "AuditEvent",
+    "Indicator",
+    "MonitoringEntry",
+    "Municipality",
+    "Partner",
+    "Post",
+    "ReportingPeriod",
+    "Room",
+    "Submission",
+    "TargetGroup",
+    "User",
+    "partner_municipality",
+    "partner_target_group",
+    "post_target_group",
+]

@@ -1,0 +1,26 @@
+"""Helpers shared by the model modules: timestamps and coded choices."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import CheckConstraint
+
+Choices = Sequence[tuple[str, str]]
+
+
+def utcnow() -> datetime:
+    """Return the current time in UTC (naive, as stored in the database)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def check_choice(column: str, choices: Choices, name: str | None = None) -> CheckConstraint:
+    """A CHECK constraint that keeps ``column`` to the codes of ``choices``."""
+    codes = ", ".join(f"'{code}'" for code, _label in choices)
+    return CheckConstraint(f"{column} IN ({codes})", name=name or f"{column}_valid")
+
+
+def label_of(choices: Choices, code: str | None) -> str:
+    """The German label of a coded value (the code itself if unknown)."""
+    return dict(choices).get(code, code or "")

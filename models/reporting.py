@@ -1,0 +1,171 @@
+"""The reporting cycle: periods, monitoring figures and submissions."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Numeric,
+    String,
+    Text,
+    text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from kim_admin.extensions import db
+
+from ._common import check_choice, utcnow
+from .indicator import Indicator
+from .municipality import Municipality
+from .target_group import TargetGroup
+from .user import User
+
+SUBMISSION_STATUSES = [
+    ("draft", "Entwurf"),
+    ("submitted", "gemeldet"),
+    ("approved", "freigegeben"),
+    ("returned", "zurückgegeben"),
+]
+
+
+class ReportingPeriod(db.Model):
+    """A quarter for which municipalities report, open or closed."""
+
+    __tablename__ = "reporting_period"
+    __table_args__ = (
+        UniqueConstraint("year", "quarter"),
+        CheckConstraint("quarter BETWEEN 1 AND 4", name="quarter_range"),
+        CheckConstraint("year BETWEEN 2000 AND 2100", name="year_range"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    year: Mapped[int]
+    quarter: Mapped[int]
+    is_open: Mapped[bool] = mapped_column(default=False)
+    deadline: Mapped[date | None]
+
+    @property
+    def starts_on(self) -> date:
+        """First day of the quarter."""
+        return date(self.year, 3 * self.quarter - 2, 1)
+
+    @property
+    def ends_on(self) -> date:
+        """Last day of the quarter."""
+        if self.quarter == 4:
+            return date(self.year, 12, 31)
+        return date(self.year, 3 * self.quarter + 1, 1) - timedelta(days=1)
+
+    def __str__(self) -> str:
+        return f"Q{self.quarter}/{self.year}"
+
+
+class MonitoringEntry(db.Model):
+    """One reported figure: municipality × quarter × indicator (× target group)."""
+
+    __tablename__ = "monitoring_entry"
+    __table_args__ = (
+        CheckConstraint("value IS NULL OR value >= 0", name="value_non_negative"),
+        # One figure per cell. Plain UNIQUE treats NULLs as distinct, so an
+        # entry without target group gets its own partial index.
+        Index(
+            "uq_monitoring_entry_cell",
+            "municipality_id",
+            "period_id",
+            "indicator_id",
+            "target_group_id",
+            unique=True,
+            sqlite_where=text("target_group_id IS NOT NULL"),
+            postgresql_where=text("target_group_id IS NOT NULL"),
+        ),
+        Index(
+            "uq_monitoring_entry_cell_total",
+            "municipality_id",
+            "period_id",
+            "indicator_id",
+            unique=True,
+            sqlite_where=text("target_group_id IS NULL"),
+            postgresql_where=text("target_group_id IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    municipality_id: Mapped[int] = mapped_column(
+        ForeignKey("municipality.id", ondelete="RESTRICT"), index=True
+    )
+    period_id: Mapped[int] = mapped_column(
+        ForeignKey("reporting_period.id", ondelete="RESTRICT"), index=True
+    )
+    indicator_id: Mapped[int] = mapped_column(
+        ForeignKey("indicator.id", ondelete="RESTRICT"), index=True
+    )
+    target_group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("target_group.id", ondelete="RESTRICT")
+    )
+    # Empty while a draft leaves a gap; a comment must then explain it.
+    value: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user.id", ondelete="SET NULL")
+    )
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user.id", ondelete="SET NULL")
+    )
+    # Optimistic locking: SQLAlchemy bumps it on every UPDATE and refuses stale ones.
+    version: Mapped[int] = mapped_column(default=1)
+
+    municipality: Mapped[Municipality] = relationship()
+    period: Mapped[ReportingPeriod] = relationship()
+    indicator: Mapped[Indicator] = relationship()
+    target_group: Mapped[TargetGroup | None] = relationship()
+    created_by: Mapped[User | None] = relationship(foreign_keys=[created_by_id])
+    updated_by: Mapped[User | None] = relationship(foreign_keys=[updated_by_id])
+
+    __mapper_args__ = {"version_id_col": version}
+
+    def __str__(self) -> str:
+        group = f" / {self.target_group.name}" if self.target_group else ""
+        return f"{self.municipality} {self.period} {self.indicator.code}{group}"
+
+
+class Submission(db.Model):
+    """The state of one municipality's report for one quarter."""
+
+    __tablename__ = "submission"
+    __table_args__ = (
+        UniqueConstraint("municipality_id", "period_id"),
+        check_choice("status", SUBMISSION_STATUSES),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    municipality_id: Mapped[int] = mapped_column(
+        ForeignKey("municipality.id", ondelete="RESTRICT"), index=True
+    )
+    period_id: Mapped[int] = mapped_column(
+        ForeignKey("reporting_period.id", ondelete="RESTRICT"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(20), default="draft")
+    submitted_at: Mapped[datetime | None]
+    submitted_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user.id", ondelete="SET NULL")
+    )
+    reviewed_at: Mapped[datetime | None]
+    reviewed_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user.id", ondelete="SET NULL")
+    )
+    return_reason: Mapped[str | None] = mapped_column(Text)
+
+    municipality: Mapped[Municipality] = relationship()
+    period: Mapped[ReportingPeriod] = relationship()
+    submitted_by: Mapped[User | None] = relationship(foreign_keys=[submitted_by_id])
+    reviewed_by: Mapped[User | None] = relationship(foreign_keys=[reviewed_by_id])
+
+    def __str__(self) -> str:
+        return f"{self.municipality} {self.period}"

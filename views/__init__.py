@@ -1,0 +1,63 @@
+"""Flask-Admin views, one module per area; ``init_admin`` registers them all."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_admin import Admin
+from flask_admin.theme import Bootstrap4Theme
+
+from models import (
+    AuditEvent,
+    Indicator,
+    MonitoringEntry,
+    Municipality,
+    Partner,
+    Post,
+    ReportingPeriod,
+    Room,
+    Submission,
+    TargetGroup,
+    User,
+)
+
+from .home import AccountView, HomeView
+from .masterdata import (
+    IndicatorView,
+    MunicipalityView,
+    PartnerView,
+    PostView,
+    RoomView,
+    TargetGroupView,
+)
+from .reporting import MonitoringEntryView, ReportingPeriodView, SubmissionView
+from .users import AuditEventView, UserView
+
+MASTER_DATA = "Stammdaten"
+MONITORING = "Monitoring"
+ADMINISTRATION = "Verwaltung"
+
+
+def init_admin(app: Flask) -> Admin:
+    """Create the ``Admin`` for ``app`` and register every view (a new one per app)."""
+    admin = Admin(
+        app,
+        name="KIM-Admin",
+        url="/",
+        index_view=HomeView(name="Start", url="/", endpoint="admin"),
+        theme=Bootstrap4Theme(base_template="kim/base.html", fluid=True),
+    )
+    admin.add_views(
+        MunicipalityView(Municipality, name="Kommunen", category=MASTER_DATA),
+        TargetGroupView(TargetGroup, name="Zielgruppen", category=MASTER_DATA),
+        RoomView(Room, name="Räume", category=MASTER_DATA),
+        PostView(Post, name="Stellen", category=MASTER_DATA),
+        PartnerView(Partner, name="Kooperationspartner", category=MASTER_DATA),
+        IndicatorView(Indicator, name="Kennzahlen", category=MASTER_DATA),
+        ReportingPeriodView(ReportingPeriod, name="Meldezeiträume", category=MONITORING),
+        MonitoringEntryView(MonitoringEntry, name="Kennzahlwerte", category=MONITORING),
+        SubmissionView(Submission, name="Meldungen", category=MONITORING),
+        UserView(User, name="Benutzer", category=ADMINISTRATION),
+        AuditEventView(AuditEvent, name="Protokoll", category=ADMINISTRATION),
+        AccountView(name="Passwort ändern", endpoint="account", url="/konto"),
+    )
+    return admin

@@ -1,0 +1,243 @@
+"""The secure base of every admin view: access rules, municipal scope, German UI.
+
+Every Flask-Admin view of the application derives from :class:`SecureModelView`
+or :class:`SecureView`. They ask :mod:`kim_admin.permissions` on every request
+(through Flask-Admin's public hooks) and refuse whatever is not granted there.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from flask import abort, flash, redirect, request, url_for
+from flask_admin import BaseView
+from flask_admin.contrib.sqla import ModelView
+from flask_admin.contrib.sqla.form import AdminModelConverter
+from flask_admin.model.form import converts
+from flask_login import current_user
+from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
+from wtforms import fields
+from wtforms.validators import ValidationError
+
+from kim_admin.extensions import db
+from kim_admin.formatting import de_date, de_datetime, de_number
+from kim_admin.permissions import (
+    CREATE,
+    DELETE,
+    EDIT,
+    EXPORT,
+    READ,
+    apply_scope,
+    can,
+    in_scope,
+    is_scoped,
+)
+
+from .fields import GermanDecimalField
+
+log = logging.getLogger(__name__)
+
+# Flask-Admin view functions and the permission each one needs. A view function
+# not listed here (or in a subclass' ``view_permissions``) is refused.
+VIEW_PERMISSIONS: dict[str, str | tuple[str, ...]] = {
+    "index": READ,
+    "index_view": READ,
+    "details_view": READ,
+    "create_view": CREATE,
+    "edit_view": EDIT,
+    "delete_view": DELETE,
+    "export": EXPORT,
+    "ajax_update": EDIT,
+    # Lookups only serve the relation pickers of create and edit forms.
+    "ajax_lookup": (CREATE, EDIT),
+}
+
+# First characters that make a spreadsheet treat a cell as a formula.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+# Bulk actions and the permission each needs; others must be declared by the view.
+ACTION_PERMISSIONS: dict[str, str] = {"delete": DELETE}
+
+
+def integrity_message(exc: Exception) -> str:
+    """A German explanation of a database error, without any SQL text."""
+    text = str(getattr(exc, "orig", exc)).lower()
+    if "unique" in text or "duplicate" in text:
+        return "Ein Datensatz mit diesen Angaben existiert bereits."
+    if "foreign key" in text or "foreign_key" in text:
+        return (
+            "Der Datensatz wird noch von anderen Daten verwendet oder verweist auf "
+            "einen nicht vorhandenen Datensatz."
+        )
+    if "check" in text:
+        return "Eine Angabe liegt außerhalb des erlaubten Bereichs."
+    if "not null" in text or "null value" in text:
+        return "Eine Pflichtangabe fehlt."
+    return "Die Daten konnten nicht gespeichert werden."
+
+
+# Flask-Admin calls these as formatter(view, value, column_name).
+TYPE_FORMATTERS = {
+    bool: lambda view, value, name: "ja" if value else "nein",
+    date: lambda view, value, name: de_date(value),
+    datetime: lambda view, value, name: de_datetime(value),
+    Decimal: lambda view, value, name: de_number(value),
+    type(None): lambda view, value, name: "",
+    list: lambda view, value, name: ", ".join(str(v) for v in value),
+}
+
+
+class KimModelConverter(AdminModelConverter):
+    """Form fields with German input: native date pickers, decimal commas."""
+
+    @converts("Date")
+    def convert_date(self, field_args: dict[str, Any], **extra: Any) -> fields.DateField:
+        # The browser's own date input shows 31.12.2025 in a German browser and
+        # is keyboard-accessible; it submits ISO dates.
+        return fields.DateField(**field_args)
+
+    @converts("Numeric")
+    def handle_decimal_types(
+        self, column: Any, field_args: dict[str, Any], **extra: Any
+    ) -> GermanDecimalField:
+        field_args.setdefault("places", None)
+        return GermanDecimalField(**field_args)
+
+
+class AccessMixin:
+    """Grants each request by the permission table; refuses everything else."""
+
+    #: Name of the resource in the permission table (defaults to the endpoint).
+    permission_resource: str | None = None
+    #: Extra view functions of a subclass and the permission each needs.
+    view_permissions: dict[str, str | tuple[str, ...]] = {}
+    #: Extra bulk actions of a subclass and the permission each needs.
+    action_permissions: dict[str, str] = {}
+
+    endpoint: str
+
+    @property
+    def resource(self) -> str:
+        return self.permission_resource or self.endpoint
+
+    def allowed(self, action: str) -> bool:
+        """Whether the current user may perform ``action`` on this view's resource."""
+        return can(current_user, self.resource, action)
+
+    def _required(self) -> str | tuple[str, ...] | None:
+        blueprint, _, view_name = (request.endpoint or "").rpartition(".")
+        if blueprint != self.endpoint:
+            # Asked while rendering another page (the menu): may the user see it?
+            return READ
+        if view_name == "action_view":
+            return {**ACTION_PERMISSIONS, **self.action_permissions}.get(
+                request.form.get("action", "")
+            )
+        return {**VIEW_PERMISSIONS, **self.view_permissions}.get(view_name)
+
+    def is_accessible(self) -> bool:
+        required = self._required()
+        if required is None:
+            return False
+        if isinstance(required, tuple):
+            return any(self.allowed(action) for action in required)
+        return self.allowed(required)
+
+    def is_visible(self) -> bool:
+        return self.allowed(READ)
+
+    def inaccessible_callback(self, name: str, **kwargs: Any) -> Any:
+        if not current_user.is_authenticated:
+            return redirect(url_for("auth.login", next=request.full_path))
+        abort(403)
+
+
+class SecureView(AccessMixin, BaseView):
+    """A custom (non-model) admin page under the same access rules."""
+
+
+class SecureModelView(AccessMixin, ModelView):
+    """A model view: permissions from the table, rows scoped by municipality."""
+
+    model_form_converter = KimModelConverter
+    column_type_formatters = TYPE_FORMATTERS
+    column_type_formatters_export = TYPE_FORMATTERS
+    column_display_pk = False
+    can_set_page_size = True
+    page_size = 50
+    details_modal = False
+    edit_modal = False
+    create_modal = False
+    # CSV through Flask-Admin for now; streamed xlsx exports replace it later.
+    export_types = ["csv"]
+
+    def __init__(self, model: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("endpoint", model.__tablename__)
+        super().__init__(model, db, **kwargs)
+
+    # What the user may do, read per request so the templates hide what is refused.
+    @property
+    def can_create(self) -> bool:  # type: ignore[override]
+        return self.allowed(CREATE)
+
+    @property
+    def can_edit(self) -> bool:  # type: ignore[override]
+        return self.allowed(EDIT)
+
+    @property
+    def can_delete(self) -> bool:  # type: ignore[override]
+        return self.allowed(DELETE)
+
+    @property
+    def can_export(self) -> bool:  # type: ignore[override]
+        return self.allowed(EXPORT)
+
+    @property
+    def can_view_details(self) -> bool:  # type: ignore[override]
+        return self.allowed(READ)
+
+    def is_action_allowed(self, name: str) -> bool:
+        permission = {**ACTION_PERMISSIONS, **self.action_permissions}.get(name)
+        return permission is not None and self.allowed(permission)
+
+    # --- municipal scope -------------------------------------------------------
+    def get_query(self) -> Any:
+        return apply_scope(super().get_query(), self.model, self.resource, current_user)
+
+    def get_count_query(self) -> Any:
+        return apply_scope(super().get_count_query(), self.model, self.resource, current_user)
+
+    def get_one(self, id: Any) -> Any:
+        obj = super().get_one(id)
+        if obj is not None and not in_scope(obj, self.resource, current_user):
+            return None
+        return obj
+
+    def on_model_change(self, form: Any, model: Any, is_created: bool) -> None:
+        if is_scoped(current_user, self.resource):
+            # The municipality of a municipal user's row comes from the user, never the form.
+            model.municipality_id = current_user.municipality_id
+
+    def get_export_value(self, model: Any, name: str) -> Any:
+        """Neutralise cells a spreadsheet would run as a formula (CSV injection)."""
+        value = super().get_export_value(model, name)
+        if isinstance(value, str) and value[:1] in FORMULA_PREFIXES:
+            return "'" + value
+        return value
+
+    # --- errors ----------------------------------------------------------------
+    def handle_view_exception(self, exc: Exception) -> bool:
+        if isinstance(exc, IntegrityError | StatementError | DBAPIError):
+            log.warning("Database refused a change in %s: %s", self.endpoint, exc)
+            flash(integrity_message(exc), "error")
+            return True
+        if isinstance(exc, ValidationError):
+            flash(str(exc), "error")
+            return True
+        # Anything else: a German message for the user, the details only in the log.
+        log.exception("Unexpected error in %s", self.endpoint)
+        flash("Die Aktion ist fehlgeschlagen. Bitte versuchen Sie es erneut.", "error")
+        return True

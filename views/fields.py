@@ -1,0 +1,63 @@
+"""Form fields and validators with German input conventions and messages."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from wtforms import Field, Form
+from wtforms.fields import DecimalField
+from wtforms.validators import ValidationError
+
+
+class GermanDecimalField(DecimalField):
+    """A decimal input that accepts ``0,75`` and ``1.234,5`` as well as ``0.75``."""
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        if not valuelist:
+            return
+        raw = str(valuelist[0]).strip().replace(" ", "").replace("\u202f", "")
+        if raw == "":
+            self.data = None
+            return
+        if "," in raw:
+            raw = raw.replace(".", "").replace(",", ".")
+        try:
+            self.data = Decimal(raw)
+        except InvalidOperation as exc:
+            self.data = None
+            raise ValueError("Bitte eine Zahl eingeben, z. B. 0,75.") from exc
+
+    def _value(self) -> str:
+        if self.raw_data:
+            return str(self.raw_data[0])
+        if self.data is None:
+            return ""
+        return format(self.data.normalize(), "f").replace(".", ",")
+
+
+class NotBefore:
+    """The field's date must not lie before the date in ``other``."""
+
+    def __init__(self, other: str, message: str | None = None) -> None:
+        self.other = other
+        self.message = message
+
+    def __call__(self, form: Form, field: Field) -> None:
+        start = form[self.other].data
+        if field.data and start and field.data < start:
+            label = form[self.other].label.text
+            raise ValidationError(self.message or f"Das Datum darf nicht vor „{label}“ liegen.")
+
+
+class NotLessThan:
+    """The field's number must not be smaller than the number in ``other``."""
+
+    def __init__(self, other: str) -> None:
+        self.other = other
+
+    def __call__(self, form: Form, field: Field) -> None:
+        low = form[self.other].data
+        if field.data is not None and low is not None and field.data < low:
+            label = form[self.other].label.text
+            raise ValidationError(f"Der Wert darf nicht kleiner sein als „{label}“.")

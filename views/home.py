@@ -1,0 +1,101 @@
+"""The start page and the user's own account page."""
+
+from __future__ import annotations
+
+from flask import flash, redirect, url_for
+from flask_admin import AdminIndexView, expose
+from flask_login import current_user, login_user
+from flask_wtf import FlaskForm
+from sqlalchemy import func, select
+from wtforms import PasswordField, SubmitField
+from wtforms.validators import DataRequired, EqualTo, Length
+
+from kim_admin.accounts import PASSWORD_MIN_LENGTH
+from kim_admin.extensions import db
+from kim_admin.permissions import READ, apply_scope, can, role_label
+from models import MonitoringEntry, Municipality, Partner, Post, ReportingPeriod, Room
+
+from .base import AccessMixin, SecureView
+
+
+class HomeView(AccessMixin, AdminIndexView):
+    """Start page: who is logged in and a few key figures of their scope."""
+
+    permission_resource = "dashboard"
+
+    @expose("/")
+    def index(self):
+        """Render the start page."""
+        counts = {}
+        for label, model, resource in (
+            ("Kommunen", Municipality, "municipality"),
+            ("Räume", Room, "room"),
+            ("Stellen", Post, "post"),
+            ("Kooperationspartner", Partner, "partner"),
+            ("Kennzahlwerte", MonitoringEntry, "monitoring_entry"),
+        ):
+            if can(current_user, resource, READ):
+                query = apply_scope(select(func.count()).select_from(model), model, resource,
+                                    current_user)
+                counts[label] = (db.session.scalar(query), resource)
+        period = db.session.scalar(
+            select(ReportingPeriod)
+            .where(ReportingPeriod.is_open.is_(True))
+            .order_by(ReportingPeriod.year.desc(), ReportingPeriod.quarter.desc())
+        )
+        return self.render(
+            "kim/home.html",
+            counts=counts,
+            open_period=period,
+            role=role_label(current_user.role),
+        )
+
+
+class PasswordForm(FlaskForm):
+    """Current password and the new one, twice."""
+
+    current = PasswordField(
+        "Aktuelles Passwort", validators=[DataRequired("Bitte das aktuelle Passwort angeben.")]
+    )
+    new = PasswordField(
+        "Neues Passwort",
+        validators=[
+            DataRequired("Bitte ein neues Passwort angeben."),
+            Length(
+                min=PASSWORD_MIN_LENGTH,
+                message=f"Das Passwort muss mindestens {PASSWORD_MIN_LENGTH} Zeichen lang sein.",
+            ),
+        ],
+    )
+    confirm = PasswordField(
+        "Neues Passwort wiederholen",
+        validators=[EqualTo("new", message="Die beiden neuen Passwörter stimmen nicht überein.")],
+    )
+    submit = SubmitField("Passwort ändern")
+
+
+class AccountView(SecureView):
+    """Change one's own password; other sessions of the user end."""
+
+    permission_resource = "account"
+    # The POST of the form needs no more than access to one's own account.
+    view_permissions = {"index": READ}
+
+    def is_visible(self) -> bool:
+        return False  # reached from the user menu in the navigation bar
+
+    @expose("/", methods=("GET", "POST"))
+    def index(self):
+        """Show and process the password form."""
+        form = PasswordForm()
+        if form.validate_on_submit():
+            if not current_user.check_password(form.current.data):
+                form.current.errors.append("Das aktuelle Passwort ist falsch.")
+            else:
+                current_user.set_password(form.new.data)
+                db.session.commit()
+                # Keep this session: log in again with the new session token.
+                login_user(current_user._get_current_object())
+                flash("Ihr Passwort wurde geändert. Andere Sitzungen wurden beendet.", "success")
+                return redirect(url_for(".index"))
+        return self.render("kim/account.html", form=form)

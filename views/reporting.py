@@ -1,0 +1,108 @@
+"""Reporting periods, monitoring figures and submissions."""
+
+from __future__ import annotations
+
+from flask_login import current_user
+from wtforms.validators import NumberRange, Optional
+
+from models import SUBMISSION_STATUSES
+
+from .base import SecureModelView
+
+NOT_NEGATIVE = NumberRange(min=0, message="Der Wert darf nicht negativ sein.")
+
+
+class ReportingPeriodView(SecureModelView):
+    """Quarters, open or closed, with their submission deadline."""
+
+    column_list = ["year", "quarter", "is_open", "deadline"]
+    column_default_sort = [("year", True), ("quarter", True)]
+    column_filters = ["year", "quarter", "is_open"]
+    column_labels = {
+        "year": "Jahr",
+        "quarter": "Quartal",
+        "is_open": "Offen",
+        "deadline": "Meldefrist",
+    }
+    column_formatters = {"quarter": lambda v, c, m, n: f"Q{m.quarter}"}
+    form_columns = ["year", "quarter", "is_open", "deadline"]
+    form_choices = {"quarter": [("1", "Q1"), ("2", "Q2"), ("3", "Q3"), ("4", "Q4")]}
+    form_args = {
+        "year": {"validators": [NumberRange(2000, 2100, message="Jahr zwischen 2000 und 2100.")]},
+        "quarter": {"coerce": int},
+    }
+
+
+class MonitoringEntryView(SecureModelView):
+    """Every reported figure, one row each (entry happens on the data-entry form)."""
+
+    column_list = [
+        "municipality",
+        "period",
+        "indicator",
+        "target_group",
+        "value",
+        "comment",
+        "updated_at",
+        "updated_by",
+    ]
+    column_default_sort = ("updated_at", True)
+    column_searchable_list = ["comment"]
+    column_filters = ["municipality", "period", "indicator", "target_group"]
+    column_sortable_list = [
+        ("municipality", "municipality.name"),
+        ("indicator", "indicator.sort_order"),
+        "value",
+        "updated_at",
+    ]
+    column_labels = {
+        "municipality": "Kommune",
+        "period": "Quartal",
+        "indicator": "Kennzahl",
+        "target_group": "Zielgruppe",
+        "value": "Wert",
+        "comment": "Kommentar",
+        "updated_at": "Geändert am",
+        "updated_by": "Geändert von",
+        "created_at": "Erfasst am",
+        "created_by": "Erfasst von",
+        "version": "Version",
+    }
+    column_descriptions = {
+        "comment": "Nur zusammengefasste Angaben – keine personenbezogenen Daten!",
+    }
+    form_columns = ["municipality", "period", "indicator", "target_group", "value", "comment"]
+    form_args = {"value": {"validators": [Optional(), NOT_NEGATIVE]}}
+
+    def on_model_change(self, form, model, is_created):
+        """Record who entered or changed the figure."""
+        if is_created:
+            model.created_by_id = current_user.id
+        model.updated_by_id = current_user.id
+        super().on_model_change(form, model, is_created)
+
+
+class SubmissionView(SecureModelView):
+    """The state of each municipality's quarterly report."""
+
+    column_list = ["municipality", "period", "status", "submitted_at", "reviewed_at"]
+    column_filters = ["municipality", "period", "status"]
+    column_sortable_list = [
+        ("municipality", "municipality.name"),
+        "status",
+        "submitted_at",
+        "reviewed_at",
+    ]
+    column_choices = {"status": SUBMISSION_STATUSES}
+    column_labels = {
+        "municipality": "Kommune",
+        "period": "Quartal",
+        "status": "Status",
+        "submitted_at": "Gemeldet am",
+        "submitted_by": "Gemeldet von",
+        "reviewed_at": "Geprüft am",
+        "reviewed_by": "Geprüft von",
+        "return_reason": "Grund der Rückgabe",
+    }
+    form_columns = ["municipality", "period", "status", "return_reason"]
+    form_choices = {"status": SUBMISSION_STATUSES}

@@ -1,0 +1,118 @@
+"""Users and the audit trail (district admin only)."""
+
+from __future__ import annotations
+
+from flask_login import current_user
+from sqlalchemy import func, select
+from wtforms import PasswordField
+from wtforms.validators import Email, Optional, ValidationError
+
+from kim_admin.accounts import PASSWORD_MIN_LENGTH
+from kim_admin.extensions import db
+from kim_admin.permissions import MUNICIPAL_STAFF, ROLES
+from models import User
+
+from .base import SecureModelView
+
+
+class UserView(SecureModelView):
+    """Accounts of all three roles; passwords are only ever stored hashed."""
+
+    column_list = ["email", "name", "role", "municipality", "active", "last_login_at"]
+    column_default_sort = "email"
+    column_searchable_list = ["email", "name"]
+    column_filters = ["role", "municipality", "active"]
+    column_choices = {"role": ROLES}
+    column_labels = {
+        "email": "E-Mail",
+        "name": "Name",
+        "role": "Rolle",
+        "municipality": "Kommune",
+        "active": "Aktiv",
+        "last_login_at": "Letzte Anmeldung",
+        "created_at": "Angelegt am",
+        "new_password": "Neues Passwort",
+    }
+    column_details_list = ["email", "name", "role", "municipality", "active", "created_at",
+                           "last_login_at"]
+    column_export_list = column_details_list
+    form_columns = ["email", "name", "role", "municipality", "active", "new_password"]
+    form_choices = {"role": ROLES}
+    form_extra_fields = {
+        "new_password": PasswordField(
+            "Neues Passwort",
+            validators=[Optional()],
+            description=f"Mindestens {PASSWORD_MIN_LENGTH} Zeichen. Beim Bearbeiten leer "
+            "lassen, um das Passwort nicht zu ändern.",
+        )
+    }
+    form_args = {
+        "email": {
+            "validators": [Email("Bitte eine gültige E-Mail-Adresse angeben.")],
+            "filters": [lambda v: v.strip().lower() if v else v],
+        },
+        "municipality": {"description": "Pflicht für die Rolle Kommune"},
+    }
+
+    def on_model_change(self, form, model, is_created):
+        """Check the role rules and hash a new password."""
+        if model.role == MUNICIPAL_STAFF and model.municipality is None:
+            raise ValidationError("Benutzer der Rolle Kommune brauchen eine Kommune.")
+        if not is_created and model.id == current_user.id:
+            # Nobody changes their own role or municipality, or locks themselves out.
+            if form.role.object_data != model.role:
+                raise ValidationError("Die eigene Rolle kann nicht geändert werden.")
+            if form.municipality.object_data != model.municipality:
+                raise ValidationError("Die eigene Kommune kann nicht geändert werden.")
+            if not model.active:
+                raise ValidationError("Das eigene Konto kann nicht deaktiviert werden.")
+        password = form.new_password.data
+        if is_created and not password:
+            raise ValidationError("Bitte ein Passwort für den neuen Benutzer vergeben.")
+        if password:
+            if len(password) < PASSWORD_MIN_LENGTH:
+                raise ValidationError(
+                    f"Das Passwort muss mindestens {PASSWORD_MIN_LENGTH} Zeichen lang sein."
+                )
+            model.set_password(password)
+        email_taken = db.session.scalar(
+            select(func.count())
+            .select_from(User)
+            .where(func.lower(User.email) == model.email.lower(), User.id != model.id)
+        )
+        if email_taken:
+            raise ValidationError("Es gibt bereits einen Benutzer mit dieser E-Mail-Adresse.")
+        super().on_model_change(form, model, is_created)
+
+    def on_model_delete(self, model):
+        """The logged-in user cannot delete their own account."""
+        if model.id == current_user.id:
+            raise ValidationError("Das eigene Konto kann nicht gelöscht werden.")
+
+
+class AuditEventView(SecureModelView):
+    """The append-only audit trail; the permission table grants no writes."""
+
+    column_list = [
+        "created_at",
+        "user_email",
+        "action",
+        "object_type",
+        "object_id",
+        "municipality",
+        "old_values",
+        "new_values",
+    ]
+    column_default_sort = ("created_at", True)
+    column_filters = ["user_email", "action", "object_type", "municipality", "created_at"]
+    column_searchable_list = ["user_email", "object_type", "object_id"]
+    column_labels = {
+        "created_at": "Zeitpunkt",
+        "user_email": "Benutzer",
+        "action": "Aktion",
+        "object_type": "Objekttyp",
+        "object_id": "Objekt-ID",
+        "municipality": "Kommune",
+        "old_values": "Alte Werte",
+        "new_values": "Neue Werte",
+    }
