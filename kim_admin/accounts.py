@@ -28,9 +28,7 @@ def normalize_email(email: str) -> str:
 def check_password_rules(password: str) -> None:
     """Refuse passwords that are too short."""
     if len(password) < PASSWORD_MIN_LENGTH:
-        raise AccountError(
-            f"Das Passwort muss mindestens {PASSWORD_MIN_LENGTH} Zeichen lang sein."
-        )
+        raise AccountError(f"Das Passwort muss mindestens {PASSWORD_MIN_LENGTH} Zeichen lang sein.")
 
 
 def find_user(email: str) -> User | None:

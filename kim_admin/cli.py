@@ -74,7 +74,9 @@ def load() -> None:
 
 
 @demo_cli.command("seed")
-@click.option("--force", is_flag=True, help="Vorhandene Benutzer und Daten löschen und neu anlegen.")
+@click.option(
+    "--force", is_flag=True, help="Vorhandene Benutzer und Daten löschen und neu anlegen."
+)
 @click.option(
     "--if-empty", is_flag=True, help="Nur laden, wenn die Datenbank leer ist; sonst nichts tun."
 )

@@ -34,7 +34,8 @@ from .extensions import db
 from .permissions import DISTRICT_ADMIN, MUNICIPAL_STAFF, STEERING_GROUP
 from .reference import load_reference_data
 
-DEMO_PASSWORD = "kim-demo-2026"
+# Printed by `flask demo seed`: demo accounts are public by design.
+DEMO_PASSWORD = "kim-demo-2026"  # noqa: S105
 DEMO_DOMAIN = "hsk-demo.example"
 
 # Tables the demo fills; --force empties them (reference data stays).
@@ -86,7 +87,7 @@ def seed(force: bool = False, today: date | None = None) -> dict[str, int]:
         db.session.commit()
 
     load_reference_data()
-    rng = random.Random(5958)
+    rng = random.Random(5958)  # noqa: S311 -- reproducible demo figures, not secrets
     today = today or date.today()
     municipalities = db.session.scalars(select(Municipality).order_by(Municipality.name)).all()
     participants = [m for m in municipalities if m.kim_participant]
@@ -141,16 +142,32 @@ def _seed_partners(participants: list[Municipality], groups: list[TargetGroup]) 
         ("Jobcenter Hochsauerlandkreis", "jobcenter", [], ["Geflüchtete", "Schutzsuchende"]),
         ("Agentur für Arbeit Meschede-Soest", "agentur_fuer_arbeit", [], ["Drittstaatsangehörige"]),
         ("Ausländerbehörde HSK", "auslaenderbehoerde", [], ["Geduldete", "Asylsuchende"]),
-        ("Caritasverband Arnsberg-Sundern", "wohlfahrtsverband", ["Arnsberg", "Sundern"],
-         ["Familien", "Frauen"]),
-        ("Diakonie Hochsauerland-Soest", "wohlfahrtsverband", ["Meschede", "Bestwig"],
-         ["Geflüchtete"]),
+        (
+            "Caritasverband Arnsberg-Sundern",
+            "wohlfahrtsverband",
+            ["Arnsberg", "Sundern"],
+            ["Familien", "Frauen"],
+        ),
+        (
+            "Diakonie Hochsauerland-Soest",
+            "wohlfahrtsverband",
+            ["Meschede", "Bestwig"],
+            ["Geflüchtete"],
+        ),
         ("Jugendmigrationsdienst Arnsberg", "jmd", ["Arnsberg"], ["Junge"]),
-        ("Migrationsberatung für Erwachsene Meschede", "mbe", ["Meschede", "Schmallenberg"],
-         ["EU-Zugewanderte", "Drittstaatsangehörige"]),
+        (
+            "Migrationsberatung für Erwachsene Meschede",
+            "mbe",
+            ["Meschede", "Schmallenberg"],
+            ["EU-Zugewanderte", "Drittstaatsangehörige"],
+        ),
         ("VHS Hochsauerlandkreis", "vhs", [], ["Geflüchtete", "EU-Zugewanderte"]),
-        ("Flüchtlingshilfe Medebach e. V.", "ehrenamt", ["Medebach", "Hallenberg"],
-         ["Asylsuchende"]),
+        (
+            "Flüchtlingshilfe Medebach e. V.",
+            "ehrenamt",
+            ["Medebach", "Hallenberg"],
+            ["Asylsuchende"],
+        ),
     ]
     partners = []
     for name, kind, towns, group_keys in spec:
@@ -175,14 +192,31 @@ def _seed_rooms(rng: random.Random, participants: list[Municipality]) -> int:
     for m in participants:
         town = m.name.split(" ")[0]
         rooms = [
-            Room(name=f"Beratungsraum Rathaus {town}", kind="beratungsraum", seats=4,
-                 barrier_free=True, availability="Mo–Do 8–16 Uhr"),
-            Room(name=f"Büro KIM {town}", kind="buero", seats=2,
-                 barrier_free=rng.random() < 0.6, availability="nach Vereinbarung"),
+            Room(
+                name=f"Beratungsraum Rathaus {town}",
+                kind="beratungsraum",
+                seats=4,
+                barrier_free=True,
+                availability="Mo–Do 8–16 Uhr",
+            ),
+            Room(
+                name=f"Büro KIM {town}",
+                kind="buero",
+                seats=2,
+                barrier_free=rng.random() < 0.6,
+                availability="nach Vereinbarung",
+            ),
         ]
         if m.population > 20000:
-            rooms.append(Room(name=f"Gruppenraum Familienzentrum {town}", kind="gruppenraum",
-                              seats=16, barrier_free=True, availability="Di 14–18 Uhr"))
+            rooms.append(
+                Room(
+                    name=f"Gruppenraum Familienzentrum {town}",
+                    kind="gruppenraum",
+                    seats=16,
+                    barrier_free=True,
+                    availability="Di 14–18 Uhr",
+                )
+            )
         for room in rooms:
             room.municipality = m
             room.address = f"Marktplatz {rng.randint(1, 20)}, {town}"
@@ -198,24 +232,60 @@ def _seed_posts(
     partners: list[Partner],
 ) -> int:
     posts = [
-        Post(title="Koordination KIM", function="koordination", baustein="1",
-             employer_type="kreis", fte=Decimal("1.00"), status="besetzt",
-             valid_from=date(2021, 1, 1)),
-        Post(title="Koordination KIM (2)", function="koordination", baustein="1",
-             employer_type="kreis", fte=Decimal("1.00"), status="besetzt",
-             valid_from=date(2021, 1, 1)),
-        Post(title="Koordination Teilhabe", function="koordination", baustein="1",
-             employer_type="kreis", fte=Decimal("1.00"), status="ausgeschrieben",
-             valid_from=date(2025, 1, 1)),
-        Post(title="Verwaltungsassistenz KIM", function="verwaltungsassistenz", baustein="1",
-             employer_type="kreis", fte=Decimal("0.50"), status="besetzt",
-             valid_from=date(2021, 1, 1)),
-        Post(title="Sachbearbeitung §§ 25a/25b AufenthG", function="auslaenderbehoerde",
-             baustein="3", employer_type="kreis", fte=Decimal("1.00"), status="besetzt",
-             valid_from=date(2022, 1, 1)),
-        Post(title="Sachbearbeitung Einbürgerung", function="einbuergerungsbehoerde",
-             baustein="3", employer_type="kreis", fte=Decimal("0.75"), status="vakant",
-             valid_from=date(2022, 1, 1)),
+        Post(
+            title="Koordination KIM",
+            function="koordination",
+            baustein="1",
+            employer_type="kreis",
+            fte=Decimal("1.00"),
+            status="besetzt",
+            valid_from=date(2021, 1, 1),
+        ),
+        Post(
+            title="Koordination KIM (2)",
+            function="koordination",
+            baustein="1",
+            employer_type="kreis",
+            fte=Decimal("1.00"),
+            status="besetzt",
+            valid_from=date(2021, 1, 1),
+        ),
+        Post(
+            title="Koordination Teilhabe",
+            function="koordination",
+            baustein="1",
+            employer_type="kreis",
+            fte=Decimal("1.00"),
+            status="ausgeschrieben",
+            valid_from=date(2025, 1, 1),
+        ),
+        Post(
+            title="Verwaltungsassistenz KIM",
+            function="verwaltungsassistenz",
+            baustein="1",
+            employer_type="kreis",
+            fte=Decimal("0.50"),
+            status="besetzt",
+            valid_from=date(2021, 1, 1),
+        ),
+        Post(
+            title="Sachbearbeitung §§ 25a/25b AufenthG",
+            function="auslaenderbehoerde",
+            baustein="3",
+            employer_type="kreis",
+            fte=Decimal("1.00"),
+            status="besetzt",
+            valid_from=date(2022, 1, 1),
+        ),
+        Post(
+            title="Sachbearbeitung Einbürgerung",
+            function="einbuergerungsbehoerde",
+            baustein="3",
+            employer_type="kreis",
+            fte=Decimal("0.75"),
+            status="vakant",
+            valid_from=date(2022, 1, 1),
+        ),
     ]
     welfare = [p for p in partners if p.kind == "wohlfahrtsverband"]
     for i, m in enumerate(participants):
@@ -237,10 +307,17 @@ def _seed_posts(
         posts.append(post)
         if m.population > 25000:
             posts.append(
-                Post(title=f"Case Management {town} (2)", municipality=m,
-                     function="case_management", baustein="2", employer_type="kommune",
-                     fte=Decimal("0.50"), status="besetzt", valid_from=date(2023, 1, 1),
-                     target_groups=rng.sample(groups, 2))
+                Post(
+                    title=f"Case Management {town} (2)",
+                    municipality=m,
+                    function="case_management",
+                    baustein="2",
+                    employer_type="kommune",
+                    fte=Decimal("0.50"),
+                    status="besetzt",
+                    valid_from=date(2023, 1, 1),
+                    target_groups=rng.sample(groups, 2),
+                )
             )
     db.session.add_all(posts)
     return len(posts)
@@ -288,13 +365,27 @@ def _seed_figures(
         user = staff.get(m.id)
         for n, period in enumerate(past):
             stamp = datetime.combine(period.deadline or period.ends_on, time(10, 0))
+            common = {
+                "municipality": m,
+                "period": period,
+                "created_by": user,
+                "updated_by": user,
+                "created_at": stamp,
+                "updated_at": stamp,
+            }
 
-            def add(code: str, value: Decimal | int, group: TargetGroup | None = None) -> None:
+            def add(
+                code: str,
+                value: Decimal | int,
+                group: TargetGroup | None = None,
+                common: dict = common,
+            ) -> None:
                 entries.append(
                     MonitoringEntry(
-                        municipality=m, period=period, indicator=indicators[code],
-                        target_group=group, value=Decimal(value), created_by=user,
-                        updated_by=user, created_at=stamp, updated_at=stamp,
+                        indicator=indicators[code],
+                        target_group=group,
+                        value=Decimal(value),
+                        **common,
                     )
                 )
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from flask import Flask
 from babel.numbers import format_decimal
+from flask import Flask
 from flask_babel import format_datetime
 
 from .permissions import role_label

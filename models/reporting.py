@@ -12,8 +12,8 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
-    text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -111,13 +111,9 @@ class MonitoringEntry(db.Model):
     value: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
     comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    created_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("user.id", ondelete="SET NULL")
-    )
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-    updated_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("user.id", ondelete="SET NULL")
-    )
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
     # Optimistic locking: SQLAlchemy bumps it on every UPDATE and refuses stale ones.
     version: Mapped[int] = mapped_column(default=1)
 
@@ -153,13 +149,9 @@ class Submission(db.Model):
     )
     status: Mapped[str] = mapped_column(String(20), default="draft")
     submitted_at: Mapped[datetime | None]
-    submitted_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("user.id", ondelete="SET NULL")
-    )
+    submitted_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
     reviewed_at: Mapped[datetime | None]
-    reviewed_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("user.id", ondelete="SET NULL")
-    )
+    reviewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
     return_reason: Mapped[str | None] = mapped_column(Text)
 
     municipality: Mapped[Municipality] = relationship()

@@ -45,9 +45,7 @@ class User(UserMixin, db.Model):
     active: Mapped[bool] = mapped_column(default=True)
     # Flask-Login stores this instead of the id: changing it (password change,
     # deactivation) ends every session that still carries the old one.
-    session_token: Mapped[str] = mapped_column(
-        String(64), unique=True, default=new_session_token
-    )
+    session_token: Mapped[str] = mapped_column(String(64), unique=True, default=new_session_token)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
 

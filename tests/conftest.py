@@ -7,7 +7,6 @@ The suite runs on SQLite by default and on PostgreSQL when
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -22,8 +21,7 @@ from kim_admin.permissions import DISTRICT_ADMIN, MUNICIPAL_STAFF, STEERING_GROU
 from kim_admin.reference import load_reference_data
 from models import Municipality, User
 
-PASSWORD = "richtig-geheim-42"
-CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+from .support import PASSWORD, Session
 
 
 def database_url(tmp_path) -> str:
@@ -98,46 +96,16 @@ def accounts(app: Flask) -> Accounts:
             (acc.arnsberg, MUNICIPAL_STAFF, "Arnsberg"),
             (acc.meschede, MUNICIPAL_STAFF, "Meschede"),
         ):
-            user = User(email=email, role=role, name=email.split("@")[0].title(),
-                        municipality=towns.get(town))
+            user = User(
+                email=email,
+                role=role,
+                name=email.split("@")[0].title(),
+                municipality=towns.get(town),
+            )
             user.set_password(PASSWORD)
             db.session.add(user)
         db.session.commit()
     return acc
-
-
-class Session:
-    """A logged-in test client that knows its CSRF token (flaskr's AuthActions)."""
-
-    def __init__(self, client: FlaskClient) -> None:
-        self.client = client
-        self.token = ""
-
-    def login(self, email: str, password: str = PASSWORD):
-        page = self.client.get("/login")
-        token = csrf_from(page.get_data(as_text=True))
-        response = self.client.post(
-            "/login", data={"email": email, "password": password, "csrf_token": token}
-        )
-        home = self.client.get("/")
-        if home.status_code == 200:
-            self.token = csrf_from(home.get_data(as_text=True))
-        return response
-
-    def get(self, url: str, **kwargs):
-        return self.client.get(url, **kwargs)
-
-    def post(self, url: str, data: dict | None = None, **kwargs):
-        """POST a form with the session's CSRF token added."""
-        payload = dict(data or {})
-        payload.setdefault("csrf_token", self.token)
-        return self.client.post(url, data=payload, **kwargs)
-
-
-def csrf_from(html: str) -> str:
-    match = CSRF_RE.search(html)
-    assert match, "page has no CSRF token"
-    return match.group(1)
 
 
 @pytest.fixture

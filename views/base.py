@@ -12,7 +12,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from flask import abort, flash, redirect, request, url_for
+from flask import abort, flash, has_request_context, redirect, request, url_for
 from flask_admin import BaseView
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.form import AdminModelConverter
@@ -179,25 +179,30 @@ class SecureModelView(AccessMixin, ModelView):
         super().__init__(model, db, **kwargs)
 
     # What the user may do, read per request so the templates hide what is refused.
+    # Outside a request (while Flask-Admin builds its forms and column caches at
+    # start-up) everything counts as possible, so that every cache gets built.
+    def _can(self, action: str) -> bool:
+        return not has_request_context() or self.allowed(action)
+
     @property
     def can_create(self) -> bool:  # type: ignore[override]
-        return self.allowed(CREATE)
+        return self._can(CREATE)
 
     @property
     def can_edit(self) -> bool:  # type: ignore[override]
-        return self.allowed(EDIT)
+        return self._can(EDIT)
 
     @property
     def can_delete(self) -> bool:  # type: ignore[override]
-        return self.allowed(DELETE)
+        return self._can(DELETE)
 
     @property
     def can_export(self) -> bool:  # type: ignore[override]
-        return self.allowed(EXPORT)
+        return self._can(EXPORT)
 
     @property
     def can_view_details(self) -> bool:  # type: ignore[override]
-        return self.allowed(READ)
+        return self._can(READ)
 
     def is_action_allowed(self, name: str) -> bool:
         permission = {**ACTION_PERMISSIONS, **self.action_permissions}.get(name)

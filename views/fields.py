@@ -7,11 +7,26 @@ from typing import Any
 
 from wtforms import Field, Form
 from wtforms.fields import DecimalField
-from wtforms.validators import ValidationError
+from wtforms.validators import StopValidation, ValidationError
+from wtforms.widgets import TextInput
 
 
 class GermanDecimalField(DecimalField):
-    """A decimal input that accepts ``0,75`` and ``1.234,5`` as well as ``0.75``."""
+    """A decimal input that accepts ``0,75`` and ``1.234,5`` as well as ``0.75``.
+
+    Rendered as a text input (with a numeric keyboard on phones): a browser's
+    number input would drop a value written with a decimal comma.
+    """
+
+    widget = TextInput()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("render_kw", {}).setdefault("inputmode", "decimal")
+        super().__init__(*args, **kwargs)
+
+    def pre_validate(self, form: Form) -> None:
+        if self.process_errors:
+            raise StopValidation()  # the parse error says it all; skip range checks
 
     def process_formdata(self, valuelist: list[Any]) -> None:
         if not valuelist:

@@ -35,8 +35,9 @@ class HomeView(AccessMixin, AdminIndexView):
             ("Kennzahlwerte", MonitoringEntry, "monitoring_entry"),
         ):
             if can(current_user, resource, READ):
-                query = apply_scope(select(func.count()).select_from(model), model, resource,
-                                    current_user)
+                query = apply_scope(
+                    select(func.count()).select_from(model), model, resource, current_user
+                )
                 counts[label] = (db.session.scalar(query), resource)
         period = db.session.scalar(
             select(ReportingPeriod)

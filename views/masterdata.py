@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from wtforms.validators import Email, NumberRange, Optional, Regexp, ValidationError
 
+from kim_admin.formatting import de_number
 from models import (
     BAUSTEINE,
     EMPLOYER_TYPES,
@@ -74,7 +75,15 @@ class TargetGroupView(SecureModelView):
 class RoomView(SecureModelView):
     """Counselling rooms per municipality."""
 
-    column_list = ["name", "municipality", "kind", "seats", "barrier_free", "availability", "active"]
+    column_list = [
+        "name",
+        "municipality",
+        "kind",
+        "seats",
+        "barrier_free",
+        "availability",
+        "active",
+    ]
     column_default_sort = "name"
     column_searchable_list = ["name", "address", "availability"]
     column_filters = ["municipality", "kind", "barrier_free", "active"]
@@ -156,6 +165,9 @@ class PostView(SecureModelView):
         "valid_until": "Bis",
         "target_groups": "Zielgruppen",
     }
+    # FTE always with two decimals, as in the funding notices (0,50 VZÄ).
+    column_formatters = {"fte": lambda v, c, m, n: de_number(m.fte, 2)}
+    column_formatters_export = column_formatters
     column_descriptions = {
         "municipality": "Leer = Stelle auf Kreisebene",
         "fte": "0,05 bis 1,00",
@@ -208,7 +220,14 @@ class PostView(SecureModelView):
 class PartnerView(SecureModelView):
     """Cooperation partners and the municipalities and target groups they serve."""
 
-    column_list = ["name", "kind", "municipalities", "contact_person", "written_agreement", "active"]
+    column_list = [
+        "name",
+        "kind",
+        "municipalities",
+        "contact_person",
+        "written_agreement",
+        "active",
+    ]
     column_default_sort = "name"
     column_searchable_list = ["name", "contact_person", "email"]
     column_filters = ["kind", "municipalities", "target_groups", "written_agreement", "active"]

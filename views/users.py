@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from flask_login import current_user
-from sqlalchemy import func, select
 from wtforms import PasswordField
 from wtforms.validators import Email, Optional, ValidationError
 
 from kim_admin.accounts import PASSWORD_MIN_LENGTH
-from kim_admin.extensions import db
 from kim_admin.permissions import MUNICIPAL_STAFF, ROLES
-from models import User
 
 from .base import SecureModelView
 
@@ -33,8 +30,15 @@ class UserView(SecureModelView):
         "created_at": "Angelegt am",
         "new_password": "Neues Passwort",
     }
-    column_details_list = ["email", "name", "role", "municipality", "active", "created_at",
-                           "last_login_at"]
+    column_details_list = [
+        "email",
+        "name",
+        "role",
+        "municipality",
+        "active",
+        "created_at",
+        "last_login_at",
+    ]
     column_export_list = column_details_list
     form_columns = ["email", "name", "role", "municipality", "active", "new_password"]
     form_choices = {"role": ROLES}
@@ -49,6 +53,7 @@ class UserView(SecureModelView):
     form_args = {
         "email": {
             "validators": [Email("Bitte eine gültige E-Mail-Adresse angeben.")],
+            # Stored lower-case, so the generated unique check is case-insensitive.
             "filters": [lambda v: v.strip().lower() if v else v],
         },
         "municipality": {"description": "Pflicht für die Rolle Kommune"},
@@ -75,13 +80,6 @@ class UserView(SecureModelView):
                     f"Das Passwort muss mindestens {PASSWORD_MIN_LENGTH} Zeichen lang sein."
                 )
             model.set_password(password)
-        email_taken = db.session.scalar(
-            select(func.count())
-            .select_from(User)
-            .where(func.lower(User.email) == model.email.lower(), User.id != model.id)
-        )
-        if email_taken:
-            raise ValidationError("Es gibt bereits einen Benutzer mit dieser E-Mail-Adresse.")
         super().on_model_change(form, model, is_created)
 
     def on_model_delete(self, model):
