@@ -41,8 +41,13 @@ class Config:
     WTF_CSRF_TIME_LIMIT = None
     # Flask-Admin: show a German message instead of raising on integrity errors.
     FLASK_ADMIN_RAISE_ON_INTEGRITY_ERROR = False
-    # Rows per page in list views.
-    KIM_PAGE_SIZE = 50
+    # Failed logins allowed per account and per client address before a pause.
+    KIM_LOGIN_LIMIT_ACCOUNT = "5 per 15 minutes"
+    KIM_LOGIN_LIMIT_CLIENT = "20 per 15 minutes"
+    # Where the throttle counts: memory:// for one app server, redis://host:6379 for several.
+    RATELIMIT_STORAGE_URI = "memory://"
+    # Namespace of the counters, so that several deployments can share one Redis.
+    RATELIMIT_KEY_PREFIX = "kim"
 
 
 def load_environment(app: Flask) -> None:
@@ -52,6 +57,8 @@ def load_environment(app: Flask) -> None:
         app.config["KIM_ENV"] = env["KIM_ENV"]
     if env.get("KIM_DATABASE_URL"):
         app.config["SQLALCHEMY_DATABASE_URI"] = env["KIM_DATABASE_URL"]
+    if env.get("KIM_RATELIMIT_STORAGE_URL"):
+        app.config["RATELIMIT_STORAGE_URI"] = env["KIM_RATELIMIT_STORAGE_URL"]
     if env.get("KIM_SECRET_KEY"):
         app.config["SECRET_KEY"] = env["KIM_SECRET_KEY"]
 

@@ -15,6 +15,7 @@ import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from flask import Flask
@@ -22,7 +23,11 @@ from werkzeug.serving import make_server
 
 from kim_admin.extensions import db
 from models import Municipality, Room
-from tests.conftest import PASSWORD, Accounts
+
+from .support import PASSWORD
+
+if TYPE_CHECKING:
+    from .conftest import Accounts
 
 pytestmark = pytest.mark.browser
 

@@ -6,6 +6,7 @@ from flask import Flask
 from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 
+from kim_admin.security import csp_nonce
 from models import (
     AuditEvent,
     Indicator,
@@ -45,6 +46,7 @@ def init_admin(app: Flask) -> Admin:
         url="/",
         index_view=HomeView(name="Start", url="/", endpoint="admin"),
         theme=Bootstrap4Theme(base_template="kim/base.html", fluid=True),
+        csp_nonce_generator=csp_nonce,
     )
     admin.add_views(
         MunicipalityView(Municipality, name="Kommunen", category=MASTER_DATA),

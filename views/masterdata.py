@@ -18,11 +18,10 @@ from models import (
     POST_FUNCTIONS,
     POST_STATUSES,
     ROOM_KINDS,
-    Municipality,
 )
 
 from .base import SecureModelView
-from .fields import NotBefore, NotLessThan
+from .fields import NotBefore, NotLessThan, required_choice
 
 EMAIL = Email("Bitte eine gültige E-Mail-Adresse angeben, z. B. name@beispiel.de.")
 NOT_NEGATIVE = NumberRange(min=0, message="Der Wert darf nicht negativ sein.")
@@ -86,7 +85,7 @@ class RoomView(SecureModelView):
     ]
     column_default_sort = "name"
     column_searchable_list = ["name", "address", "availability"]
-    column_filters = ["municipality", "kind", "barrier_free", "active"]
+    column_filters = ["municipality.name", "kind", "barrier_free", "active"]
     column_sortable_list = ["name", ("municipality", "municipality.name"), "kind", "seats"]
     column_choices = {"kind": ROOM_KINDS}
     column_labels = {
@@ -113,7 +112,7 @@ class RoomView(SecureModelView):
     ]
     form_choices = {"kind": ROOM_KINDS}
     form_args = {
-        "municipality": {"query_factory": lambda: Municipality.query.order_by(Municipality.name)},
+        "municipality": required_choice(),
         "seats": {"validators": [Optional(), NOT_NEGATIVE]},
     }
 
@@ -135,7 +134,7 @@ class PostView(SecureModelView):
     ]
     column_default_sort = "title"
     column_searchable_list = ["title"]
-    column_filters = ["municipality", "function", "baustein", "status", "employer_type"]
+    column_filters = ["municipality.name", "function", "baustein", "status", "employer_type"]
     column_sortable_list = [
         "title",
         ("municipality", "municipality.name"),
@@ -155,6 +154,7 @@ class PostView(SecureModelView):
     column_labels = {
         "title": "Bezeichnung",
         "municipality": "Kommune",
+        "municipality.name": "Kommune",
         "employer_type": "Anstellungsträger",
         "employer_partner": "Träger",
         "function": "Funktion",
@@ -230,13 +230,21 @@ class PartnerView(SecureModelView):
     ]
     column_default_sort = "name"
     column_searchable_list = ["name", "contact_person", "email"]
-    column_filters = ["kind", "municipalities", "target_groups", "written_agreement", "active"]
+    column_filters = [
+        "kind",
+        "municipalities.name",
+        "target_groups.name",
+        "written_agreement",
+        "active",
+    ]
     column_choices = {"kind": PARTNER_KINDS}
     column_labels = {
         "name": "Name",
         "kind": "Art",
         "municipalities": "Kommunen",
+        "municipalities.name": "Kommune",
         "target_groups": "Zielgruppen",
+        "target_groups.name": "Zielgruppe",
         "contact_person": "Ansprechperson",
         "email": "E-Mail",
         "phone": "Telefon",

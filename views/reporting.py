@@ -8,6 +8,7 @@ from wtforms.validators import NumberRange, Optional
 from models import SUBMISSION_STATUSES
 
 from .base import SecureModelView
+from .fields import required_choice
 
 NOT_NEGATIVE = NumberRange(min=0, message="Der Wert darf nicht negativ sein.")
 
@@ -48,7 +49,13 @@ class MonitoringEntryView(SecureModelView):
     ]
     column_default_sort = ("updated_at", True)
     column_searchable_list = ["comment"]
-    column_filters = ["municipality", "period", "indicator", "target_group"]
+    column_filters = [
+        "municipality.name",
+        "period.year",
+        "period.quarter",
+        "indicator.code",
+        "target_group.name",
+    ]
     column_sortable_list = [
         ("municipality", "municipality.name"),
         ("indicator", "indicator.sort_order"),
@@ -57,9 +64,14 @@ class MonitoringEntryView(SecureModelView):
     ]
     column_labels = {
         "municipality": "Kommune",
+        "municipality.name": "Kommune",
         "period": "Quartal",
+        "period.year": "Jahr",
+        "period.quarter": "Quartal (1–4)",
         "indicator": "Kennzahl",
+        "indicator.code": "Kennzahl (Kürzel)",
         "target_group": "Zielgruppe",
+        "target_group.name": "Zielgruppe",
         "value": "Wert",
         "comment": "Kommentar",
         "updated_at": "Geändert am",
@@ -72,7 +84,12 @@ class MonitoringEntryView(SecureModelView):
         "comment": "Nur zusammengefasste Angaben – keine personenbezogenen Daten!",
     }
     form_columns = ["municipality", "period", "indicator", "target_group", "value", "comment"]
-    form_args = {"value": {"validators": [Optional(), NOT_NEGATIVE]}}
+    form_args = {
+        "municipality": required_choice(),
+        "period": required_choice(),
+        "indicator": required_choice(),
+        "value": {"validators": [Optional(), NOT_NEGATIVE]},
+    }
 
     def on_model_change(self, form, model, is_created):
         """Record who entered or changed the figure."""
@@ -86,7 +103,7 @@ class SubmissionView(SecureModelView):
     """The state of each municipality's quarterly report."""
 
     column_list = ["municipality", "period", "status", "submitted_at", "reviewed_at"]
-    column_filters = ["municipality", "period", "status"]
+    column_filters = ["municipality.name", "period.year", "period.quarter", "status"]
     column_sortable_list = [
         ("municipality", "municipality.name"),
         "status",
@@ -96,7 +113,10 @@ class SubmissionView(SecureModelView):
     column_choices = {"status": SUBMISSION_STATUSES}
     column_labels = {
         "municipality": "Kommune",
+        "municipality.name": "Kommune",
         "period": "Quartal",
+        "period.year": "Jahr",
+        "period.quarter": "Quartal (1–4)",
         "status": "Status",
         "submitted_at": "Gemeldet am",
         "submitted_by": "Gemeldet von",
@@ -106,3 +126,4 @@ class SubmissionView(SecureModelView):
     }
     form_columns = ["municipality", "period", "status", "return_reason"]
     form_choices = {"status": SUBMISSION_STATUSES}
+    form_args = {"municipality": required_choice(), "period": required_choice()}

@@ -18,13 +18,14 @@ class UserView(SecureModelView):
     column_list = ["email", "name", "role", "municipality", "active", "last_login_at"]
     column_default_sort = "email"
     column_searchable_list = ["email", "name"]
-    column_filters = ["role", "municipality", "active"]
+    column_filters = ["role", "municipality.name", "active"]
     column_choices = {"role": ROLES}
     column_labels = {
         "email": "E-Mail",
         "name": "Name",
         "role": "Rolle",
         "municipality": "Kommune",
+        "municipality.name": "Kommune",
         "active": "Aktiv",
         "last_login_at": "Letzte Anmeldung",
         "created_at": "Angelegt am",
@@ -102,7 +103,7 @@ class AuditEventView(SecureModelView):
         "new_values",
     ]
     column_default_sort = ("created_at", True)
-    column_filters = ["user_email", "action", "object_type", "municipality", "created_at"]
+    column_filters = ["user_email", "action", "object_type", "municipality.name", "created_at"]
     column_searchable_list = ["user_email", "object_type", "object_id"]
     column_labels = {
         "created_at": "Zeitpunkt",
@@ -111,6 +112,7 @@ class AuditEventView(SecureModelView):
         "object_type": "Objekttyp",
         "object_id": "Objekt-ID",
         "municipality": "Kommune",
+        "municipality.name": "Kommune",
         "old_values": "Alte Werte",
         "new_values": "Neue Werte",
     }

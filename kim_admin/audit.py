@@ -1,0 +1,176 @@
+"""The audit trail: every change to a row is written as an :class:`AuditEvent`.
+
+Changes are collected from the SQLAlchemy session just before each flush, so
+that every path that writes (views, bulk actions, CLI, the reporting workflow)
+is logged in the same transaction as the change itself. Logins, exports and
+workflow transitions are logged explicitly with :func:`record`.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from flask import has_request_context
+from flask_login import current_user
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import Session
+
+from models import AuditEvent
+
+from .extensions import db
+
+# Columns whose values never go into the trail (only the fact that they changed).
+SECRET_COLUMNS = {"password_hash", "session_token"}
+# Columns that change on every write and would only add noise.
+NOISE_COLUMNS = {"updated_at", "updated_by_id", "version", "last_login_at"}
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-compatible rendering of a column value."""
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, list | tuple | set):
+        return sorted(str(v) for v in value)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def _actor() -> tuple[int | None, str | None]:
+    """Id and e-mail of the logged-in user, or the command line."""
+    if has_request_context() and current_user and current_user.is_authenticated:
+        return current_user.id, current_user.email
+    if has_request_context():
+        return None, None
+    return None, "Kommandozeile"
+
+
+def record(
+    action: str,
+    object_type: str | None = None,
+    object_id: Any = None,
+    municipality_id: int | None = None,
+    old: dict[str, Any] | None = None,
+    new: dict[str, Any] | None = None,
+    user_email: str | None = None,
+    session: Session | None = None,
+) -> AuditEvent:
+    """Add an audit event to the current session (committed with the caller's work)."""
+    user_id, email = _actor()
+    audit_event = AuditEvent(
+        action=action,
+        object_type=object_type,
+        object_id=None if object_id is None else str(object_id),
+        municipality_id=municipality_id,
+        user_id=user_id,
+        user_email=user_email or email,
+        old_values=old,
+        new_values=new,
+    )
+    (session or db.session).add(audit_event)
+    return audit_event
+
+
+def _changes(obj: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Old and new values of the attributes changed on ``obj``."""
+    old: dict[str, Any] = {}
+    new: dict[str, Any] = {}
+    state = inspect(obj)
+    for attr in state.mapper.attrs:
+        key = attr.key
+        if key in NOISE_COLUMNS:
+            continue
+        history = state.attrs[key].history
+        if not history.has_changes():
+            continue
+        is_collection = getattr(attr, "uselist", False)
+        is_relation = hasattr(attr, "direction")
+        if is_relation and not is_collection:
+            continue  # the foreign key column carries the change
+        if is_collection:
+            before = list(history.unchanged) + list(history.deleted)
+            after = list(history.unchanged) + list(history.added)
+        else:
+            before = history.deleted[0] if history.deleted else None
+            after = history.added[0] if history.added else None
+        if key in SECRET_COLUMNS:
+            before, after = "***", "*** (geändert)"
+        old[key], new[key] = _plain(before), _plain(after)
+    return old, new
+
+
+def _snapshot(obj: Any) -> dict[str, Any]:
+    """All column values of ``obj`` (secrets masked)."""
+    values = {}
+    for column in inspect(obj).mapper.column_attrs:
+        key = column.key
+        values[key] = "***" if key in SECRET_COLUMNS else _plain(getattr(obj, key))
+    return values
+
+
+def _collect(session: Session, flush_context: Any, instances: Any) -> None:
+    """before_flush: note what is about to change, while the old values are known."""
+    pending = session.info.setdefault("kim_audit_pending", [])
+    for obj in session.new:
+        if not isinstance(obj, AuditEvent):
+            pending.append(("create", obj, None, None))
+    for obj in session.dirty:
+        if isinstance(obj, AuditEvent) or not session.is_modified(obj):
+            continue
+        old, new = _changes(obj)
+        if new:
+            pending.append(("update", obj, old, new))
+    for obj in session.deleted:
+        if not isinstance(obj, AuditEvent):
+            pending.append(("delete", obj, _snapshot(obj), None))
+
+
+def _write(session: Session, flush_context: Any) -> None:
+    """after_flush_postexec: add the events; ids of created rows are known now.
+
+    The events are flushed by the next flush, which ``commit()`` runs itself.
+    """
+    pending = session.info.pop("kim_audit_pending", [])
+    for action, obj, old, new in pending:
+        identity = inspect(obj).identity
+        municipality_id = _municipality_of(obj)
+        if action == "create":
+            new = _snapshot(obj)
+        elif action == "delete" and obj.__tablename__ == "municipality":
+            municipality_id = None  # the row is gone; its values stay in old_values
+        record(
+            action,
+            object_type=obj.__tablename__,
+            object_id=identity[0] if identity else None,
+            municipality_id=municipality_id,
+            old=old,
+            new=new,
+            session=session,
+        )
+
+
+def _discard(session: Session, *args: Any) -> None:
+    """after_rollback: forget changes that never happened."""
+    session.info.pop("kim_audit_pending", None)
+
+
+def _municipality_of(obj: Any) -> int | None:
+    if obj.__tablename__ == "municipality":
+        identity = inspect(obj).identity
+        return identity[0] if identity else None
+    return getattr(obj, "municipality_id", None)
+
+
+def init_app(app: Any) -> None:
+    """Listen to the app's scoped session (once per process: the session is shared)."""
+    for name, listener in (
+        ("before_flush", _collect),
+        ("after_flush_postexec", _write),
+        ("after_soft_rollback", _discard),
+    ):
+        if not event.contains(db.session, name, listener):
+            event.listen(db.session, name, listener)

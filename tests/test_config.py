@@ -1,0 +1,55 @@
+"""Settings are read by the factory, not at import time."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from kim_admin import create_app
+from kim_admin.config import _development_secret
+
+
+def test_database_url_from_environment(monkeypatch, tmp_path):
+    url = f"sqlite:///{tmp_path / 'env.db'}"
+    monkeypatch.setenv("KIM_DATABASE_URL", url)
+    monkeypatch.setenv("KIM_SECRET_KEY", "aus-der-umgebung")
+    app = create_app()
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == url
+    assert app.config["SECRET_KEY"] == "aus-der-umgebung"
+
+
+def test_overrides_beat_environment(monkeypatch):
+    monkeypatch.setenv("KIM_DATABASE_URL", "sqlite:///ignored.db")
+    app = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://", "SECRET_KEY": "x"})
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == "sqlite://"
+
+
+def test_production_requires_secret_key(monkeypatch):
+    monkeypatch.setenv("KIM_ENV", "production")
+    monkeypatch.delenv("KIM_SECRET_KEY", raising=False)
+    with pytest.raises(RuntimeError, match="KIM_SECRET_KEY"):
+        create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
+
+
+def test_production_sets_secure_cookie(monkeypatch):
+    monkeypatch.setenv("KIM_ENV", "production")
+    monkeypatch.setenv("KIM_SECRET_KEY", "geheim")
+    app = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+
+
+def test_development_secret_generated_once(tmp_path):
+    first = _development_secret(tmp_path)
+    assert len(first) == 64
+    assert _development_secret(tmp_path) == first
+    mode = stat.S_IMODE((tmp_path / "secret_key").stat().st_mode)
+    assert mode == 0o600
+
+
+def test_two_apps_side_by_side():
+    """The Admin is built per app, so a second create_app() works (Flask-Admin #910)."""
+    first = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://", "SECRET_KEY": "a"})
+    second = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://", "SECRET_KEY": "b"})
+    assert "room.index_view" in first.view_functions
+    assert "room.index_view" in second.view_functions
