@@ -68,7 +68,8 @@ PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
         # Scoped to the user's own municipality (see SCOPED_BY_MUNICIPALITY).
         "room": _READ_EXPORT,
         "post": _READ_EXPORT,
-        "monitoring_entry": _READ_EXPORT,
+        # Entered and changed while the quarter is open (kim_admin.reporting decides).
+        "monitoring_entry": frozenset({READ, CREATE, EDIT, EXPORT}),
         "submission": _READ,
         "dashboard": _READ,
         "account": _READ,
@@ -78,6 +79,8 @@ PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
 # Resources whose rows belong to one municipality, with the column that says which.
 # A municipal user only ever reaches rows whose column equals their municipality.
 SCOPED_BY_MUNICIPALITY: dict[str, str] = {
+    # Only pickers list municipalities to municipal users: their own, nothing else.
+    "municipality": "id",
     "room": "municipality_id",
     "post": "municipality_id",
     "monitoring_entry": "municipality_id",

@@ -24,7 +24,7 @@ from models import Municipality, User
 from .support import PASSWORD, Session
 
 
-def database_url(tmp_path) -> str:
+def url_under_test(tmp_path) -> str:
     """The database under test: PostgreSQL if configured, else a fresh SQLite file."""
     return os.environ.get("KIM_TEST_DATABASE_URL") or f"sqlite:///{tmp_path / 'test.db'}"
 
@@ -45,7 +45,7 @@ def reset_database(url: str) -> None:
 @pytest.fixture
 def db_url(tmp_path) -> Iterator[str]:
     """URL of an empty database."""
-    url = database_url(tmp_path)
+    url = url_under_test(tmp_path)
     reset_database(url)
     yield url
 

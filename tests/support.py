@@ -28,6 +28,10 @@ class Session:
             self.token = csrf_from(home.get_data(as_text=True))
         return response
 
+    def csrf_of(self, url: str) -> str:
+        """The CSRF token printed on the page at ``url``."""
+        return csrf_from(self.client.get(url).get_data(as_text=True))
+
     def get(self, url: str, **kwargs):
         return self.client.get(url, **kwargs)
 

@@ -13,8 +13,9 @@ from decimal import Decimal
 from typing import Any
 
 from flask import abort, flash, has_request_context, redirect, request, url_for
-from flask_admin import BaseView
+from flask_admin import BaseView, expose
 from flask_admin.contrib.sqla import ModelView
+from flask_admin.contrib.sqla.fields import QuerySelectField, QuerySelectMultipleField
 from flask_admin.contrib.sqla.form import AdminModelConverter
 from flask_admin.model.form import converts
 from flask_login import current_user
@@ -22,6 +23,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 from wtforms import fields
 from wtforms.validators import ValidationError
 
+from kim_admin import audit
 from kim_admin.extensions import db
 from kim_admin.formatting import de_date, de_datetime, de_number
 from kim_admin.permissions import (
@@ -88,6 +90,22 @@ TYPE_FORMATTERS = {
     type(None): lambda view, value, name: "",
     list: lambda view, value, name: ", ".join(str(v) for v in value),
 }
+
+
+def scope_relation_fields(form: Any) -> Any:
+    """Limit every relation picker of ``form`` to the rows the user may reach.
+
+    A municipal user's municipality select offers their own municipality only,
+    a room or post select only their own rooms or posts; a crafted POST naming
+    anything else fails validation as "not a valid choice" and changes nothing.
+    """
+    for field in form:
+        if not isinstance(field, QuerySelectField | QuerySelectMultipleField):
+            continue
+        query = field.query if field.query is not None else field.query_factory()
+        model = query.column_descriptions[0]["entity"]
+        field.query = apply_scope(query, model, model.__tablename__, current_user)
+    return form
 
 
 class KimModelConverter(AdminModelConverter):
@@ -221,10 +239,30 @@ class SecureModelView(AccessMixin, ModelView):
             return None
         return obj
 
+    def create_form(self, obj: Any = None) -> Any:
+        return scope_relation_fields(super().create_form(obj))
+
+    def edit_form(self, obj: Any = None) -> Any:
+        return scope_relation_fields(super().edit_form(obj))
+
     def on_model_change(self, form: Any, model: Any, is_created: bool) -> None:
         if is_scoped(current_user, self.resource):
             # The municipality of a municipal user's row comes from the user, never the form.
             model.municipality_id = current_user.municipality_id
+
+    @expose("/export/<export_type>/")
+    def export(self, export_type: str) -> Any:
+        """Flask-Admin's export, written to the audit trail first."""
+        audit.record(
+            "export",
+            self.resource,
+            municipality_id=current_user.municipality_id
+            if is_scoped(current_user, self.resource)
+            else None,
+            new={"format": export_type, "filter": request.query_string.decode()[:500]},
+        )
+        db.session.commit()
+        return super().export(export_type)
 
     def get_export_value(self, model: Any, name: str) -> Any:
         """Neutralise cells a spreadsheet would run as a formula (CSV injection)."""

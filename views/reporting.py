@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from flask_login import current_user
-from wtforms.validators import NumberRange, Optional
+from wtforms.validators import NumberRange, Optional, ValidationError
 
+from kim_admin.permissions import is_scoped
+from kim_admin.reporting import municipality_may_edit
 from models import SUBMISSION_STATUSES
 
 from .base import SecureModelView
@@ -92,11 +94,18 @@ class MonitoringEntryView(SecureModelView):
     }
 
     def on_model_change(self, form, model, is_created):
-        """Record who entered or changed the figure."""
+        """Record who entered or changed the figure; keep locked quarters locked."""
+        super().on_model_change(form, model, is_created)
+        if is_scoped(current_user, self.resource):
+            periods = {model.period, getattr(form.period, "object_data", None)} - {None}
+            if not all(municipality_may_edit(model.municipality_id, p) for p in periods):
+                raise ValidationError(
+                    "Die Zahlen dieses Quartals können nicht mehr geändert werden: der "
+                    "Meldezeitraum ist geschlossen oder die Meldung wurde bereits abgegeben."
+                )
         if is_created:
             model.created_by_id = current_user.id
         model.updated_by_id = current_user.id
-        super().on_model_change(form, model, is_created)
 
 
 class SubmissionView(SecureModelView):
