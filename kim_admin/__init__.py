@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask
 
 from .config import PROJECT_ROOT, Config, finalize, load_environment
-from .extensions import babel, csrf, db, limiter, login_manager, migrate
+from .extensions import babel, csrf, db, login_manager, migrate
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -23,17 +23,17 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
     babel.init_app(app, locale_selector=lambda: "de")
     csrf.init_app(app)
-    limiter.init_app(app)
 
     # Imported here, as in Flask's tutorial: these modules import the models,
     # and the models import this package's extensions.
     from views import init_admin
 
-    from . import audit, auth, cli, formatting, security
+    from . import audit, auth, cli, errors, formatting, security
 
     login_manager.init_app(app)
     audit.init_app(app)
     security.init_app(app)
+    errors.init_app(app)
     auth.init_app(app)
     formatting.init_app(app)
     cli.init_app(app)

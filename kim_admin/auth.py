@@ -15,6 +15,8 @@ from flask import (
     request,
     url_for,
 )
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
@@ -25,7 +27,7 @@ from models import User
 from models._common import utcnow
 
 from . import audit
-from .extensions import db, limiter, login_manager
+from .extensions import db, login_manager
 
 bp = Blueprint("auth", __name__)
 
@@ -64,19 +66,6 @@ def _login_failed(response) -> bool:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(
-    lambda: current_app.config["KIM_LOGIN_LIMIT_ACCOUNT"],
-    key_func=lambda: "account:" + _typed_email(),
-    methods=["POST"],
-    deduct_when=_login_failed,
-    scope="login-account",
-)
-@limiter.limit(
-    lambda: current_app.config["KIM_LOGIN_LIMIT_CLIENT"],
-    methods=["POST"],
-    deduct_when=_login_failed,
-    scope="login-client",
-)
 def login():
     """Show the login form and log the user in."""
     if current_user.is_authenticated:
@@ -137,3 +126,28 @@ def init_app(app: Flask) -> None:
     login_manager.session_protection = "strong"
     app.register_blueprint(bp)
     app.register_error_handler(429, throttled)
+    _throttle_login(app)
+
+
+def _throttle_login(app: Flask) -> None:
+    """Count failed logins per account and per client address.
+
+    The limiter is made per app (not at import time): Flask-Limiter keeps its
+    storage on the instance, so a shared one would mix up several apps.
+    """
+    limiter = Limiter(key_func=get_remote_address, app=app)
+    app.extensions["kim_limiter"] = limiter
+    per_account = limiter.limit(
+        lambda: current_app.config["KIM_LOGIN_LIMIT_ACCOUNT"],
+        key_func=lambda: "account:" + _typed_email(),
+        methods=["POST"],
+        deduct_when=_login_failed,
+        scope="login-account",
+    )
+    per_client = limiter.limit(
+        lambda: current_app.config["KIM_LOGIN_LIMIT_CLIENT"],
+        methods=["POST"],
+        deduct_when=_login_failed,
+        scope="login-client",
+    )
+    app.view_functions["auth.login"] = per_account(per_client(login))

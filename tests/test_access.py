@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import pytest
 from flask import Flask
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from kim_admin import create_app
 from kim_admin.extensions import db
@@ -270,7 +270,7 @@ def snapshot() -> dict:
     for table in db.metadata.sorted_tables:
         if table.name == "audit_event":
             continue
-        rows = db.session.execute(text(f'SELECT * FROM "{table.name}" ORDER BY 1, 2')).all()
+        rows = db.session.execute(select(table).order_by(*table.primary_key.columns)).all()
         state[table.name] = [tuple(map(str, row)) for row in rows]
     return state
 

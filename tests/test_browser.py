@@ -1,11 +1,16 @@
-"""Browser test: the district admin creates a room through the real web interface.
+"""Browser tests: rooms and posts through the real web interface, per role.
 
-The test's app is served by Werkzeug on a free localhost port in a background
+The district admin creates a room; a municipal user only reads their own
+municipality's rooms; the steering group reads everything but gets no controls
+to change it. Every page must load without CSP violations, script errors or
+failed requests (the favicon included).
+
+Each test's app is served by Werkzeug on a free localhost port in a background
 thread, and Debian's chromium (``/usr/bin/chromium``) is driven headless through
 Playwright's sync API. No browser is downloaded; if chromium is missing, the
 test is skipped.
 
-Run it alone with ``pytest tests/test_browser.py`` or leave it out with
+Run them alone with ``pytest tests/test_browser.py`` or leave it out with
 ``pytest -m "not browser"``.
 """
 
@@ -14,6 +19,8 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +29,7 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from kim_admin.extensions import db
-from models import Municipality, Room
+from models import Municipality, Post, Room
 
 from .support import PASSWORD
 
@@ -46,6 +53,18 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 # Upper bound for any single browser action or navigation (milliseconds).
 TIMEOUT_MS = 15_000
+# Chromium's console wording when the Content-Security-Policy blocks something.
+CSP_MARKERS = ("Content Security Policy", "Refused to")
+# Reports every CSP violation of a page to the console, in case Chromium says nothing.
+CSP_REPORTER = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  const what = `${event.violatedDirective} ${event.blockedURI}`;
+  console.error(`Content Security Policy violation: ${what}`);
+});
+"""
+# Row controls that change data: Flask-Admin's pencil and trash icons and their targets.
+EDIT_CONTROLS = ".fa-pencil, .glyphicon-pencil, a[href*='/edit/']"
+DELETE_CONTROLS = ".fa-trash, .glyphicon-trash, form[action*='/delete/']"
 
 
 @pytest.fixture
@@ -87,6 +106,61 @@ def page(live_server: str) -> Iterator[sync_api.Page]:
             browser.close()
 
 
+@dataclass
+class PageProblems:
+    """What went wrong in a page while a test drove it."""
+
+    csp: list[str] = field(default_factory=list)
+    js_errors: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    def assert_clean(self, expected_failures: tuple[str, ...] = ()) -> None:
+        """No CSP violation, no uncaught error, no failed request but the expected ones."""
+        assert self.csp == []
+        assert self.js_errors == []
+        assert [f for f in self.failed if not f.endswith(expected_failures)] == []
+
+
+def watch(page: sync_api.Page) -> PageProblems:
+    """Record CSP violations, uncaught script errors and failed requests of ``page``."""
+    problems = PageProblems()
+    page.add_init_script(CSP_REPORTER)
+
+    def on_console(message: sync_api.ConsoleMessage) -> None:
+        if any(marker in message.text for marker in CSP_MARKERS):
+            problems.csp.append(f"{page.url}: {message.text}")
+
+    def on_response(response: sync_api.Response) -> None:
+        if response.status >= 400:
+            problems.failed.append(f"{response.status} {response.url}")
+
+    def on_request_failed(request: sync_api.Request) -> None:
+        # Navigating on aborts what the previous page still loaded; that is no error.
+        if request.failure != "net::ERR_ABORTED":
+            problems.failed.append(f"{request.failure} {request.url}")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: problems.js_errors.append(f"{page.url}: {error}"))
+    page.on("response", on_response)
+    page.on("requestfailed", on_request_failed)
+    return problems
+
+
+def login(page: sync_api.Page, base_url: str, email: str) -> None:
+    """Log in through the login form and check the favicon the page links to."""
+    page.goto(f"{base_url}/login")
+    icon = page.locator('link[rel="icon"]').get_attribute("href")
+    assert icon is not None
+    favicon = page.request.get(f"{base_url}{icon}")
+    assert favicon.status == 200, icon
+    assert favicon.headers["content-type"].startswith("image/svg+xml")
+    page.fill("#email", email)
+    page.fill("#password", PASSWORD)
+    page.click("#submit")
+    sync_api.expect(page.get_by_text("Sie sind angemeldet.")).to_be_visible()
+    sync_api.expect(page).not_to_have_url(re.compile(r"/login"))
+
+
 def test_district_admin_creates_room(
     app: Flask, accounts: Accounts, live_server: str, page: sync_api.Page
 ) -> None:
@@ -94,16 +168,8 @@ def test_district_admin_creates_room(
     expect = sync_api.expect
     room_name = "Beratungsraum Neheim Test"
     # Uncaught JavaScript errors (e.g. a broken Select2) fail the test at the end.
-    js_errors: list[str] = []
-    page.on("pageerror", lambda error: js_errors.append(f"{page.url}: {error}"))
-
-    # Log in through the login form.
-    page.goto(f"{live_server}/login")
-    page.fill("#email", accounts.district)
-    page.fill("#password", PASSWORD)
-    page.click("#submit")
-    expect(page.get_by_text("Sie sind angemeldet.")).to_be_visible()
-    expect(page).not_to_have_url(re.compile(r"/login"))
+    problems = watch(page)
+    login(page, live_server, accounts.district)
 
     # Room list, then Flask-Admin's "Erstellen" tab.
     page.goto(f"{live_server}/room/")
@@ -148,7 +214,7 @@ def test_district_admin_creates_room(
     expect(row.locator("td").nth(headers.index("Kommune"))).to_have_text("Arnsberg")
     expect(row.locator("td").nth(headers.index("Art"))).to_have_text("Gruppenraum")
     page.screenshot(path=str(ARTIFACTS / "room-list.png"), full_page=True)
-    assert js_errors == []
+    problems.assert_clean()
 
     # The list shows the room, so the POST (and its commit) has completed.
     with app.app_context():
@@ -161,6 +227,187 @@ def test_district_admin_creates_room(
         assert room.barrier_free is True
         assert room.availability == "Di 9–12 Uhr"
         assert room.active is True
+        db.session.remove()
+
+
+def test_municipal_user_sees_only_own_rooms(
+    app: Flask, accounts: Accounts, live_server: str, page: sync_api.Page
+) -> None:
+    """Arnsberg's staff read Arnsberg's rooms, nothing of other towns, and change nothing."""
+    expect = sync_api.expect
+    rooms = _add_rooms(
+        app,
+        {
+            "Arnsberg": ["Raum Ahorn", "Raum Birke", "Raum Eiche"],
+            "Meschede": ["Raum Fichte", "Raum Linde"],
+            "Brilon": ["Raum Tanne", "Raum Ulme"],
+        },
+    )
+    own = rooms["Arnsberg"]
+    foreign = {**rooms["Meschede"], **rooms["Brilon"]}
+    problems = watch(page)
+    login(page, live_server, accounts.arnsberg)
+
+    page.goto(f"{live_server}/room/")
+    expect(page.locator("h1")).to_contain_text("Räume")
+    tabs = page.locator(".nav-tabs")
+    expect(tabs.locator(".nav-link.active")).to_have_text(f"Liste ({len(own)})")
+    rows = page.locator("table tbody tr")
+    expect(rows).to_have_count(len(own))
+    for name in own:
+        expect(rows.filter(has_text=name)).to_be_visible()
+    html = page.content()
+    for name in foreign:
+        assert name not in html, name
+    # Read-only: no create tab, no pencil or trash in the rows, no bulk actions.
+    expect(tabs.get_by_text("Erstellen", exact=True)).to_have_count(0)
+    expect(page.locator(EDIT_CONTROLS)).to_have_count(0)
+    expect(page.locator(DELETE_CONTROLS)).to_have_count(0)
+    expect(page.get_by_text("Mit Auswahl")).to_have_count(0)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "municipal-rooms.png"), full_page=True)
+
+    # The eye icon opens the details of an own room, again without an edit tab.
+    rows.filter(has_text="Raum Birke").locator("a[title='Eintrag ansehen']").click()
+    expect(page).to_have_url(re.compile(rf"/room/details/\?id={own['Raum Birke']}(&|$)"))
+    details = page.locator("table.searchable")
+    expect(details).to_contain_text("Raum Birke")
+    expect(details).to_contain_text("Arnsberg")
+    expect(page.locator(".nav-tabs").get_by_text("Bearbeiten", exact=True)).to_have_count(0)
+    expect(page.locator(EDIT_CONTROLS)).to_have_count(0)
+
+    # A Meschede room's details, asked for directly: back to the list, nothing shown.
+    page.goto(f"{live_server}/room/details/?id={foreign['Raum Fichte']}")
+    expect(page.get_by_text("Eintrag existiert nicht.")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"^[^?]*/room/(\?.*)?$"))
+    assert "Raum Fichte" not in page.content()
+
+    # Creating and editing are refused outright.
+    assert _status(page, f"{live_server}/room/new/") == 403
+    assert _status(page, f"{live_server}/room/edit/?id={own['Raum Birke']}") == 403
+    problems.assert_clean(expected_failures=("/room/new/", f"/room/edit/?id={own['Raum Birke']}"))
+
+
+def test_steering_group_sees_no_edit_controls(
+    app: Flask, accounts: Accounts, live_server: str, page: sync_api.Page
+) -> None:
+    """The steering group reads rooms and posts of every town but cannot change any."""
+    expect = sync_api.expect
+    rooms = _add_rooms(
+        app,
+        {
+            "Arnsberg": ["Raum Ahorn", "Raum Birke"],
+            "Meschede": ["Raum Fichte"],
+            "Brilon": ["Raum Tanne"],
+        },
+    )
+    _add_posts(
+        app,
+        {
+            "Stelle Koordination Arnsberg": "Arnsberg",
+            "Stelle Case Management Meschede": "Meschede",
+            "Stelle Case Management Brilon": "Brilon",
+            "Stelle Koordination Kreis": None,
+        },
+    )
+    problems = watch(page)
+    login(page, live_server, accounts.steering)
+
+    for path, title, names in (
+        ("/room/", "Räume", [name for town in rooms.values() for name in town]),
+        (
+            "/post/",
+            "Stellen",
+            [
+                "Stelle Koordination Arnsberg",
+                "Stelle Case Management Meschede",
+                "Stelle Case Management Brilon",
+                "Stelle Koordination Kreis",
+            ],
+        ),
+    ):
+        page.goto(f"{live_server}{path}")
+        expect(page.locator("h1")).to_contain_text(title)
+        tabs = page.locator(".nav-tabs")
+        expect(tabs.locator(".nav-link.active")).to_have_text(f"Liste ({len(names)})")
+        rows = page.locator("table tbody tr")
+        expect(rows).to_have_count(len(names))
+        for name in names:
+            expect(rows.filter(has_text=name)).to_be_visible()
+        headers = [text.strip() for text in page.locator("table thead th").all_inner_texts()]
+        towns = {
+            text.strip()
+            for text in rows.locator(
+                f"td:nth-child({headers.index('Kommune') + 1})"
+            ).all_inner_texts()
+        }
+        assert {"Arnsberg", "Meschede", "Brilon"} <= towns, towns
+        expect(tabs.get_by_text("Erstellen", exact=True)).to_have_count(0)
+        expect(page.locator(EDIT_CONTROLS)).to_have_count(0)
+        expect(page.locator(DELETE_CONTROLS)).to_have_count(0)
+        expect(page.get_by_text("Mit Auswahl")).to_have_count(0)
+        expect(page.locator("input.action-rowtoggle, input.action-checkbox")).to_have_count(0)
+        if path == "/room/":
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "steering-rooms.png"), full_page=True)
+
+    # Details of a Meschede room: shown, but with no way to edit.
+    page.goto(f"{live_server}/room/")
+    page.locator("table tbody tr").filter(has_text="Raum Fichte").locator(
+        "a[title='Eintrag ansehen']"
+    ).click()
+    expect(page).to_have_url(re.compile(rf"/room/details/\?id={rooms['Meschede']['Raum Fichte']}"))
+    expect(page.locator("table.searchable")).to_contain_text("Meschede")
+    expect(page.locator(".nav-tabs").get_by_text("Bearbeiten", exact=True)).to_have_count(0)
+    expect(page.get_by_role("link", name="Bearbeiten")).to_have_count(0)
+    expect(page.locator(EDIT_CONTROLS)).to_have_count(0)
+
+    edit_path = f"/room/edit/?id={rooms['Meschede']['Raum Fichte']}"
+    assert _status(page, f"{live_server}{edit_path}") == 403
+    problems.assert_clean(expected_failures=(edit_path,))
+
+
+def _status(page: sync_api.Page, url: str) -> int:
+    """The HTTP status with which the browser received ``url``."""
+    response = page.goto(url)
+    assert response is not None
+    return response.status
+
+
+def _add_rooms(app: Flask, names: dict[str, list[str]]) -> dict[str, dict[str, int]]:
+    """Store rooms per town; return their ids as ``{town: {room name: id}}``."""
+    with app.app_context():
+        towns = {m.name: m for m in db.session.scalars(db.select(Municipality))}
+        created = {
+            town: {name: Room(name=name, municipality=towns[town], seats=8) for name in rooms}
+            for town, rooms in names.items()
+        }
+        db.session.add_all(room for rooms in created.values() for room in rooms.values())
+        db.session.commit()
+        ids = {
+            town: {name: room.id for name, room in rooms.items()} for town, rooms in created.items()
+        }
+        db.session.remove()
+    return ids
+
+
+def _add_posts(app: Flask, posts: dict[str, str | None]) -> None:
+    """Store a half-time post per title, in the given town (None: at Kreis level)."""
+    with app.app_context():
+        towns = {m.name: m for m in db.session.scalars(db.select(Municipality))}
+        db.session.add_all(
+            Post(
+                title=title,
+                municipality=towns[town] if town else None,
+                employer_type="kreis",
+                function="case_management",
+                baustein="2",
+                fte=Decimal("0.50"),
+                status="besetzt",
+            )
+            for title, town in posts.items()
+        )
+        db.session.commit()
         db.session.remove()
 
 

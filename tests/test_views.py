@@ -4,6 +4,7 @@ and bad input comes back with German errors beside the fields and nothing lost."
 from __future__ import annotations
 
 import re
+from datetime import date
 
 import pytest
 from sqlalchemy import func, select
@@ -36,9 +37,11 @@ LEAKS = (
 
 def field_error(html: str, field_id: str) -> str:
     """The error text rendered beside the input ``field_id`` (empty if none)."""
-    match = re.search(
-        rf'id="{field_id}"[^>]*>\s*<div class="invalid-feedback">(.*?)</div>', html, re.S
-    )
+    start = html.find(f'id="{field_id}"')
+    if start < 0:
+        return ""
+    group = html[start : html.find('<div class="form-group', start)]
+    match = re.search(r'<div class="invalid-feedback">(.*?)</div>', group, re.S)
     return re.sub(r"<[^>]+>|\s+", " ", match.group(1)).strip() if match else ""
 
 
@@ -502,3 +505,35 @@ def test_audit_log_is_read_only(as_district):
     assert as_district.get("/audit_event/").status_code == 200
     assert as_district.get("/audit_event/new/").status_code == 403
     assert as_district.post("/audit_event/new/", {"action": "x"}).status_code == 403
+
+
+def test_details_use_german_formats(app, as_district):
+    i = ids(app)
+    with app.app_context():
+        room = Room(name="Raum D", municipality_id=i["town"], kind="buero", barrier_free=True)
+        post = Post(
+            title="Kreisstelle",
+            employer_type="kreis",
+            function="koordination",
+            baustein="1",
+            fte=0.5,
+            status="besetzt",
+            valid_from=date(2025, 2, 1),
+        )
+        db.session.add_all([room, post])
+        db.session.commit()
+        room_id, post_id = room.id, post.id
+    room_page = as_district.get(f"/room/details/?id={room_id}").get_data(as_text=True)
+    assert ">ja<" in room_page.replace(" ", "").replace("\n", "") and "True" not in room_page
+    post_page = as_district.get(f"/post/details/?id={post_id}").get_data(as_text=True)
+    assert "01.02.2025" in post_page and "0,50" in post_page and "Kreisebene" in post_page
+
+
+def test_required_select_starts_empty(as_district):
+    html = as_district.get("/room/new/").get_data(as_text=True)
+    assert "– bitte auswählen –" in html
+    response = as_district.post(
+        "/room/new/", {"name": "Ohne Kommune", "kind": "buero", "municipality": "__None"}
+    )
+    assert response.status_code == 200
+    assert field_error(response.get_data(as_text=True), "municipality") == "Bitte auswählen."

@@ -21,7 +21,7 @@ from flask_admin.model.form import converts
 from flask_login import current_user
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 from wtforms import fields
-from wtforms.validators import ValidationError
+from wtforms.validators import DataRequired, ValidationError
 
 from kim_admin import audit
 from kim_admin.extensions import db
@@ -108,6 +108,20 @@ def scope_relation_fields(form: Any) -> Any:
     return form
 
 
+def blank_first(form: Any) -> Any:
+    """Required selects start empty and say "bitte auswählen".
+
+    Flask-Admin offers no blank entry for a required relation, so the browser
+    preselects the first row and a forgotten choice silently saves it.
+    """
+    for field in form:
+        if type(field) is QuerySelectField and not field.allow_blank:
+            field.allow_blank = True
+            field.blank_text = "– bitte auswählen –"
+            field.validators = [*field.validators, DataRequired("Bitte auswählen.")]
+    return form
+
+
 class KimModelConverter(AdminModelConverter):
     """Form fields with German input: native date pickers, decimal commas."""
 
@@ -183,6 +197,7 @@ class SecureModelView(AccessMixin, ModelView):
     model_form_converter = KimModelConverter
     column_type_formatters = TYPE_FORMATTERS
     column_type_formatters_export = TYPE_FORMATTERS
+    column_type_formatters_detail = TYPE_FORMATTERS
     column_display_pk = False
     can_set_page_size = True
     page_size = 50
@@ -240,10 +255,10 @@ class SecureModelView(AccessMixin, ModelView):
         return obj
 
     def create_form(self, obj: Any = None) -> Any:
-        return scope_relation_fields(super().create_form(obj))
+        return blank_first(scope_relation_fields(super().create_form(obj)))
 
     def edit_form(self, obj: Any = None) -> Any:
-        return scope_relation_fields(super().edit_form(obj))
+        return blank_first(scope_relation_fields(super().edit_form(obj)))
 
     def on_model_change(self, form: Any, model: Any, is_created: bool) -> None:
         if is_scoped(current_user, self.resource):

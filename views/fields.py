@@ -7,7 +7,7 @@ from typing import Any
 
 from wtforms import Field, Form
 from wtforms.fields import DecimalField
-from wtforms.validators import DataRequired, StopValidation, ValidationError
+from wtforms.validators import StopValidation, ValidationError
 from wtforms.widgets import TextInput
 
 
@@ -76,17 +76,3 @@ class NotLessThan:
         if field.data is not None and low is not None and field.data < low:
             label = form[self.other].label.text
             raise ValidationError(f"Der Wert darf nicht kleiner sein als „{label}“.")
-
-
-def required_choice(**extra: Any) -> dict[str, Any]:
-    """``form_args`` for a required relation select that starts empty.
-
-    Without a blank entry the browser preselects the first option, and a
-    forgotten choice would silently save the first municipality.
-    """
-    return {
-        "allow_blank": True,
-        "blank_text": "– bitte auswählen –",
-        "validators": [DataRequired("Bitte auswählen.")],
-        **extra,
-    }

@@ -21,7 +21,7 @@ from models import (
 )
 
 from .base import SecureModelView
-from .fields import NotBefore, NotLessThan, required_choice
+from .fields import NotBefore, NotLessThan
 
 EMAIL = Email("Bitte eine gültige E-Mail-Adresse angeben, z. B. name@beispiel.de.")
 NOT_NEGATIVE = NumberRange(min=0, message="Der Wert darf nicht negativ sein.")
@@ -112,7 +112,6 @@ class RoomView(SecureModelView):
     ]
     form_choices = {"kind": ROOM_KINDS}
     form_args = {
-        "municipality": required_choice(),
         "seats": {"validators": [Optional(), NOT_NEGATIVE]},
     }
 
@@ -166,7 +165,10 @@ class PostView(SecureModelView):
         "target_groups": "Zielgruppen",
     }
     # FTE always with two decimals, as in the funding notices (0,50 VZÄ).
-    column_formatters = {"fte": lambda v, c, m, n: de_number(m.fte, 2)}
+    column_formatters = {
+        "fte": lambda v, c, m, n: de_number(m.fte, 2),
+        "municipality": lambda v, c, m, n: m.municipality or "Kreisebene",
+    }
     column_formatters_export = column_formatters
     column_descriptions = {
         "municipality": "Leer = Stelle auf Kreisebene",

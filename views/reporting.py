@@ -10,7 +10,6 @@ from kim_admin.reporting import municipality_may_edit
 from models import SUBMISSION_STATUSES
 
 from .base import SecureModelView
-from .fields import required_choice
 
 NOT_NEGATIVE = NumberRange(min=0, message="Der Wert darf nicht negativ sein.")
 
@@ -87,9 +86,6 @@ class MonitoringEntryView(SecureModelView):
     }
     form_columns = ["municipality", "period", "indicator", "target_group", "value", "comment"]
     form_args = {
-        "municipality": required_choice(),
-        "period": required_choice(),
-        "indicator": required_choice(),
         "value": {"validators": [Optional(), NOT_NEGATIVE]},
     }
 
@@ -135,4 +131,3 @@ class SubmissionView(SecureModelView):
     }
     form_columns = ["municipality", "period", "status", "return_reason"]
     form_choices = {"status": SUBMISSION_STATUSES}
-    form_args = {"municipality": required_choice(), "period": required_choice()}
