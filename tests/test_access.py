@@ -406,3 +406,18 @@ def test_allowed_write(tmp_path, case):
             assert rows.count(own) >= 1
         db.session.remove()
         db.engine.dispose()
+
+
+def test_ajax_lookup_finds_only_own_municipality(as_arnsberg, as_district):
+    url = "/monitoring_entry/ajax/lookup/?name=municipality&query=e"
+    own = as_arnsberg.get(url)
+    assert own.status_code == 200
+    assert [label for _, label in own.get_json()] == ["Arnsberg"]
+    everything = as_district.get(url).get_json()
+    assert len(everything) > 5 and "Meschede" in [label for _, label in everything]
+    assert as_arnsberg.get(url.replace("query=e", "query=Meschede")).get_json() == []
+
+
+def test_relation_picker_offers_only_own_municipality(as_arnsberg):
+    html = as_arnsberg.get("/monitoring_entry/new/").get_data(as_text=True)
+    assert "Meschede" not in html and "Brilon" not in html

@@ -15,6 +15,7 @@ from typing import Any
 from flask import abort, flash, has_request_context, redirect, request, url_for
 from flask_admin import BaseView, expose
 from flask_admin.contrib.sqla import ModelView
+from flask_admin.contrib.sqla.ajax import QueryAjaxModelLoader
 from flask_admin.contrib.sqla.fields import QuerySelectField, QuerySelectMultipleField
 from flask_admin.contrib.sqla.form import AdminModelConverter
 from flask_admin.model.form import converts
@@ -106,6 +107,30 @@ def scope_relation_fields(form: Any) -> Any:
         model = query.column_descriptions[0]["entity"]
         field.query = apply_scope(query, model, model.__tablename__, current_user)
     return form
+
+
+class ScopedAjaxLoader(QueryAjaxModelLoader):
+    """An ajax lookup (``/ajax/lookup/``) that only finds rows the user may reach.
+
+    Flask-Admin's loaders query the whole table; every ``form_ajax_refs`` entry
+    of this application is one of these (see :func:`scoped_lookup`).
+    """
+
+    def get_query(self) -> Any:
+        resource = self.model.__tablename__
+        return apply_scope(super().get_query(), self.model, resource, current_user)
+
+    def get_one(self, pk: Any) -> Any:
+        obj = super().get_one(pk)
+        if obj is not None and not in_scope(obj, self.model.__tablename__, current_user):
+            return None  # a crafted POST naming a foreign row is "not a valid choice"
+        return obj
+
+
+def scoped_lookup(name: str, model: Any, fields: list[str], **options: Any) -> ScopedAjaxLoader:
+    """A ``form_ajax_refs`` entry for ``name`` searching ``fields`` of ``model``."""
+    options.setdefault("placeholder", "Bitte tippen, um zu suchen …")
+    return ScopedAjaxLoader(name, db, model, fields=fields, **options)
 
 
 def blank_first(form: Any) -> Any:

@@ -7,9 +7,9 @@ from wtforms.validators import NumberRange, Optional, ValidationError
 
 from kim_admin.permissions import is_scoped
 from kim_admin.reporting import municipality_may_edit
-from models import SUBMISSION_STATUSES
+from models import SUBMISSION_STATUSES, Municipality
 
-from .base import SecureModelView
+from .base import SecureModelView, scoped_lookup
 
 NOT_NEGATIVE = NumberRange(min=0, message="Der Wert darf nicht negativ sein.")
 
@@ -85,6 +85,10 @@ class MonitoringEntryView(SecureModelView):
         "comment": "Nur zusammengefasste Angaben – keine personenbezogenen Daten!",
     }
     form_columns = ["municipality", "period", "indicator", "target_group", "value", "comment"]
+    # Searchable picker; the lookup finds only municipalities the user may reach.
+    form_ajax_refs = {
+        "municipality": scoped_lookup("municipality", Municipality, ["name", "ags"]),
+    }
     form_args = {
         "value": {"validators": [Optional(), NOT_NEGATIVE]},
     }
