@@ -69,7 +69,7 @@ def load() -> None:
     created = load_reference_data()
     click.echo(
         "Referenzdaten geladen: {municipalities} Kommunen, {target_groups} Zielgruppen, "
-        "{indicators} Kennzahlen neu angelegt.".format(**created)
+        "{indicators} Kennzahlen, {rules} Prüfregeln neu angelegt.".format(**created)
     )
 
 

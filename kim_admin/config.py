@@ -41,6 +41,10 @@ class Config:
     WTF_CSRF_TIME_LIMIT = None
     # Flask-Admin: show a German message instead of raising on integrity errors.
     FLASK_ADMIN_RAISE_ON_INTEGRITY_ERROR = False
+    # Days after a quarter's deadline during which municipalities may still edit.
+    KIM_GRACE_DAYS = 14
+    # Largest upload accepted (Excel templates), in bytes.
+    MAX_CONTENT_LENGTH = 5 * 1024 * 1024
     # Failed logins allowed per account and per client address before a pause.
     KIM_LOGIN_LIMIT_ACCOUNT = "5 per 15 minutes"
     KIM_LOGIN_LIMIT_CLIENT = "20 per 15 minutes"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from babel.numbers import format_decimal
 from flask import Flask
@@ -30,6 +31,32 @@ def de_number(value: int | float | Decimal | None, places: int | None = None) ->
         return format_decimal(value, locale="de_DE")
     pattern = "#,##0" + ("." + "0" * places if places else "")
     return format_decimal(value, format=pattern, locale="de_DE")
+
+
+_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(\.\d{3})+$")
+
+
+def parse_decimal(text: str) -> Decimal | None:
+    """Read a number as people type it here: ``2,5``, ``1.234,5``, ``1.234`` or ``2.5``.
+
+    A comma is the decimal mark (dots are then thousands separators); without a
+    comma, dots in groups of three are thousands separators, otherwise a dot is
+    the decimal mark. Empty input is None; anything else raises ValueError.
+    """
+    raw = text.strip().replace(" ", "").replace("\u202f", "").replace("\xa0", "")
+    if raw == "":
+        return None
+    if "," in raw:
+        raw = raw.replace(".", "").replace(",", ".")
+    elif _THOUSANDS.match(raw):
+        raw = raw.replace(".", "")
+    try:
+        value = Decimal(raw)
+    except InvalidOperation as exc:
+        raise ValueError(raw) from exc
+    if not value.is_finite():
+        raise ValueError(raw)
+    return value
 
 
 def init_app(app: Flask) -> None:

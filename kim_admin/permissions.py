@@ -40,7 +40,10 @@ PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
         "indicator": _ALL,
         "reporting_period": _ALL,
         "monitoring_entry": _ALL,
-        "submission": _ALL,
+        # Submissions arise from the cycle; the district edits only exceptions.
+        "submission": frozenset({READ, EDIT, EXPORT}),
+        "data_entry": frozenset({READ, EDIT}),
+        "meldestand": _READ,
         "user": _ALL,
         # The audit trail is append-only: nobody edits or deletes it in the app.
         "audit_event": _READ_EXPORT,
@@ -57,6 +60,8 @@ PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
         "reporting_period": _READ_EXPORT,
         "monitoring_entry": _READ_EXPORT,
         "submission": _READ_EXPORT,
+        "data_entry": _READ,
+        "meldestand": _READ,
         "dashboard": _READ,
         "account": _READ,
     },
@@ -71,6 +76,7 @@ PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
         # Entered and changed while the quarter is open (kim_admin.reporting decides).
         "monitoring_entry": frozenset({READ, CREATE, EDIT, EXPORT}),
         "submission": _READ,
+        "data_entry": frozenset({READ, EDIT}),
         "dashboard": _READ,
         "account": _READ,
     },

@@ -11,9 +11,10 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from models import Indicator, Municipality, TargetGroup
+from models import Indicator, Municipality, TargetGroup, ValidationRule
 
 from .extensions import db
+from .rules import SEED_RULES
 
 # (name, AGS, population 30.06.2023, KIM participant)
 MUNICIPALITIES = [
@@ -124,9 +125,9 @@ INDICATORS = [
 def load_reference_data() -> dict[str, int]:
     """Insert or update municipalities, target groups and indicators.
 
-    Returns how many rows of each kind were newly created.
+    Also the seed plausibility rules. Returns how many rows of each kind were created.
     """
-    created = {"municipalities": 0, "target_groups": 0, "indicators": 0}
+    created = {"municipalities": 0, "target_groups": 0, "indicators": 0, "rules": 0}
 
     for name, ags, population, participant in MUNICIPALITIES:
         row = db.session.scalar(select(Municipality).where(Municipality.ags == ags))
@@ -164,6 +165,20 @@ def load_reference_data() -> dict[str, int]:
                 )
             )
             created["indicators"] += 1
+
+    for name, left, op, right, severity, message in SEED_RULES:
+        if db.session.scalar(select(ValidationRule).where(ValidationRule.name == name)) is None:
+            db.session.add(
+                ValidationRule(
+                    name=name,
+                    left_side=left,
+                    operator=op,
+                    right_side=right,
+                    severity=severity,
+                    message=message,
+                )
+            )
+            created["rules"] += 1
 
     db.session.commit()
     return created

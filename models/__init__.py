@@ -18,6 +18,7 @@ from .reporting import SUBMISSION_STATUSES, MonitoringEntry, ReportingPeriod, Su
 from .room import ROOM_KINDS, Room
 from .target_group import LEGAL_AREAS, TargetGroup
 from .user import User
+from .validation_rule import RULE_OPERATORS, RULE_SEVERITIES, ValidationRule
 
 __all__ = [
     "BAUSTEINE",
@@ -31,6 +32,8 @@ __all__ = [
     "POST_FUNCTIONS",
     "POST_STATUSES",
     "ROOM_KINDS",
+    "RULE_OPERATORS",
+    "RULE_SEVERITIES",
     "SUBMISSION_STATUSES",
     "AuditEvent",
     "Indicator",
@@ -43,6 +46,7 @@ __all__ = [
     "Submission",
     "TargetGroup",
     "User",
+    "ValidationRule",
     "partner_municipality",
     "partner_target_group",
     "post_target_group",

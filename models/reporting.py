@@ -153,6 +153,9 @@ class Submission(db.Model):
     reviewed_at: Mapped[datetime | None]
     reviewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
     return_reason: Mapped[str | None] = mapped_column(Text)
+    # Set by the district: the municipality may change its figures until this day
+    # although the quarter is closed or its deadline has passed.
+    exception_until: Mapped[date | None]
 
     municipality: Mapped[Municipality] = relationship()
     period: Mapped[ReportingPeriod] = relationship()

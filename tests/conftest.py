@@ -6,6 +6,7 @@ The suite runs on SQLite by default and on PostgreSQL when
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -127,3 +128,11 @@ def as_arnsberg(app: Flask, accounts: Accounts) -> Session:
     session = Session(app.test_client())
     session.login(accounts.arnsberg)
     return session
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage():
+    """Collect garbage after each test, so a leaked connection is reported by the
+    test that leaked it rather than by whichever test happens to run next."""
+    yield
+    gc.collect()

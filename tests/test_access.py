@@ -421,3 +421,28 @@ def test_ajax_lookup_finds_only_own_municipality(as_arnsberg, as_district):
 def test_relation_picker_offers_only_own_municipality(as_arnsberg):
     html = as_arnsberg.get("/monitoring_entry/new/").get_data(as_text=True)
     assert "Meschede" not in html and "Brilon" not in html
+
+
+# Custom (non-model) pages and the resource each is granted by.
+PAGES = [
+    ("/", "dashboard"),
+    ("/konto/", "account"),
+    ("/erfassung/", "data_entry"),
+    ("/meldestand/", "meldestand"),
+]
+
+
+@pytest.mark.parametrize(("path", "resource"), PAGES)
+@pytest.mark.parametrize("role", ROLES)
+def test_custom_pages(shared, path, resource, role):
+    app, _world, sessions = shared
+    if role not in sessions:
+        sessions[role] = session_for(app, role)
+    response = sessions[role].get(path)
+    if role == "anonymous":
+        assert response.status_code == 302 and "/login" in response.headers["Location"]
+    elif READ in PERMISSIONS[ROLE_CODES[role]].get(resource, frozenset()):
+        assert response.status_code == 200
+        check_no_foreign_rows(role, "monitoring_entry", response.get_data(as_text=True))
+    else:
+        assert response.status_code == 403

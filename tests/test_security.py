@@ -118,12 +118,15 @@ def test_throttle_shared_through_redis(db_url):
         user.set_password(PASSWORD)
         db.session.add(user)
         db.session.commit()
-    for _ in range(2):
-        assert _attempt(first.test_client(), "r@test.example", "falsch").status_code == 200
     second = create_app(config)
-    assert _attempt(second.test_client(), "r@test.example", PASSWORD).status_code == 429
-    with first.app_context():
-        db.engine.dispose()
+    try:
+        for _ in range(2):
+            assert _attempt(first.test_client(), "r@test.example", "falsch").status_code == 200
+        assert _attempt(second.test_client(), "r@test.example", PASSWORD).status_code == 429
+    finally:
+        for app in (first, second):  # close both apps' pooled connections
+            with app.app_context():
+                db.engine.dispose()
 
 
 def test_security_headers(client, as_district):

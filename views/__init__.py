@@ -21,6 +21,7 @@ from models import (
     User,
 )
 
+from .entry import DataEntryView, MeldestandView
 from .home import AccountView, HomeView
 from .masterdata import (
     IndicatorView,
@@ -55,6 +56,10 @@ def init_admin(app: Flask) -> Admin:
         PostView(Post, name="Stellen", category=MASTER_DATA),
         PartnerView(Partner, name="Kooperationspartner", category=MASTER_DATA),
         IndicatorView(Indicator, name="Kennzahlen", category=MASTER_DATA),
+        DataEntryView(name="Dateneingabe", endpoint="entry", url="/erfassung", category=MONITORING),
+        MeldestandView(
+            name="Meldestand", endpoint="meldestand", url="/meldestand", category=MONITORING
+        ),
         ReportingPeriodView(ReportingPeriod, name="Meldezeiträume", category=MONITORING),
         MonitoringEntryView(MonitoringEntry, name="Kennzahlwerte", category=MONITORING),
         SubmissionView(Submission, name="Meldungen", category=MONITORING),

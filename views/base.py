@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 # Flask-Admin view functions and the permission each one needs. A view function
 # not listed here (or in a subclass' ``view_permissions``) is refused.
-VIEW_PERMISSIONS: dict[str, str | tuple[str, ...]] = {
+VIEW_PERMISSIONS: dict[str, str | tuple[str, ...] | dict[str, str]] = {
     "index": READ,
     "index_view": READ,
     "details_view": READ,
@@ -170,7 +170,7 @@ class AccessMixin:
     #: Name of the resource in the permission table (defaults to the endpoint).
     permission_resource: str | None = None
     #: Extra view functions of a subclass and the permission each needs.
-    view_permissions: dict[str, str | tuple[str, ...]] = {}
+    view_permissions: dict[str, str | tuple[str, ...] | dict[str, str]] = {}
     #: Extra bulk actions of a subclass and the permission each needs.
     action_permissions: dict[str, str] = {}
 
@@ -193,7 +193,10 @@ class AccessMixin:
             return {**ACTION_PERMISSIONS, **self.action_permissions}.get(
                 request.form.get("action", "")
             )
-        return {**VIEW_PERMISSIONS, **self.view_permissions}.get(view_name)
+        required = {**VIEW_PERMISSIONS, **self.view_permissions}.get(view_name)
+        if isinstance(required, dict):  # per HTTP method, e.g. {"GET": READ, "POST": EDIT}
+            required = required.get(request.method)
+        return required
 
     def is_accessible(self) -> bool:
         required = self._required()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from wtforms import Field, Form
 from wtforms.fields import DecimalField
 from wtforms.validators import StopValidation, ValidationError
 from wtforms.widgets import TextInput
+
+from kim_admin.formatting import parse_decimal
 
 
 class GermanDecimalField(DecimalField):
@@ -31,15 +32,9 @@ class GermanDecimalField(DecimalField):
     def process_formdata(self, valuelist: list[Any]) -> None:
         if not valuelist:
             return
-        raw = str(valuelist[0]).strip().replace(" ", "").replace("\u202f", "")
-        if raw == "":
-            self.data = None
-            return
-        if "," in raw:
-            raw = raw.replace(".", "").replace(",", ".")
         try:
-            self.data = Decimal(raw)
-        except InvalidOperation as exc:
+            self.data = parse_decimal(str(valuelist[0]))
+        except ValueError as exc:
             self.data = None
             raise ValueError("Bitte eine Zahl eingeben, z. B. 0,75.") from exc
 

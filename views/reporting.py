@@ -6,7 +6,7 @@ from flask_login import current_user
 from wtforms.validators import NumberRange, Optional, ValidationError
 
 from kim_admin.permissions import is_scoped
-from kim_admin.reporting import municipality_may_edit
+from kim_admin.reporting import lock_reason
 from models import SUBMISSION_STATUSES, Municipality
 
 from .base import SecureModelView, scoped_lookup
@@ -98,11 +98,10 @@ class MonitoringEntryView(SecureModelView):
         super().on_model_change(form, model, is_created)
         if is_scoped(current_user, self.resource):
             periods = {model.period, getattr(form.period, "object_data", None)} - {None}
-            if not all(municipality_may_edit(model.municipality_id, p) for p in periods):
-                raise ValidationError(
-                    "Die Zahlen dieses Quartals können nicht mehr geändert werden: der "
-                    "Meldezeitraum ist geschlossen oder die Meldung wurde bereits abgegeben."
-                )
+            for period in periods:
+                reason = lock_reason(current_user, model.municipality_id, period)
+                if reason:
+                    raise ValidationError(reason)
         if is_created:
             model.created_by_id = current_user.id
         model.updated_by_id = current_user.id
@@ -132,6 +131,22 @@ class SubmissionView(SecureModelView):
         "reviewed_at": "Geprüft am",
         "reviewed_by": "Geprüft von",
         "return_reason": "Grund der Rückgabe",
+        "exception_until": "Ausnahme: Bearbeitung bis",
     }
-    form_columns = ["municipality", "period", "status", "return_reason"]
-    form_choices = {"status": SUBMISSION_STATUSES}
+    column_descriptions = {
+        "exception_until": "Die Kommune darf bis zu diesem Tag trotz Fristablauf ändern."
+    }
+    column_details_list = [
+        "municipality",
+        "period",
+        "status",
+        "submitted_at",
+        "submitted_by",
+        "reviewed_at",
+        "reviewed_by",
+        "return_reason",
+        "exception_until",
+    ]
+    # The status moves only through the reporting workflow (data-entry page);
+    # here the district can only grant an exception date.
+    form_columns = ["exception_until"]

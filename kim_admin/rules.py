@@ -1,0 +1,198 @@
+"""Plausibility rules: a tiny, safe expression language over indicator codes.
+
+An expression is built from indicator codes (``CM_NEU``), ``prev(CODE)`` for the
+previous quarter, numbers, ``+ - * /`` and parentheses. It is parsed with
+:mod:`ast` and only those node types are accepted; nothing is ever ``eval``-ed.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import select
+
+from models import ValidationRule
+
+from .extensions import db
+
+COMPARE: dict[str, Callable[[Decimal, Decimal], bool]] = {
+    "<=": operator.le,
+    "<": operator.lt,
+    "=": operator.eq,
+    ">=": operator.ge,
+    ">": operator.gt,
+    "!=": operator.ne,
+}
+_ARITHMETIC = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+}
+
+
+class RuleSyntaxError(ValueError):
+    """The expression is not valid; the message is German."""
+
+
+class Missing(Exception):
+    """A referenced value is not (yet) entered: the rule cannot be checked."""
+
+
+def parse(expression: str) -> ast.expr:
+    """Parse and check an expression; raises :class:`RuleSyntaxError`."""
+    try:
+        tree = ast.parse(expression.strip(), mode="eval").body
+    except SyntaxError as exc:
+        raise RuleSyntaxError(f"Ausdruck nicht lesbar: {expression}") from exc
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            if not (
+                isinstance(node.func, ast.Name)
+                and node.func.id == "prev"
+                and len(node.args) == 1
+                and isinstance(node.args[0], ast.Name)
+                and not node.keywords
+            ):
+                raise RuleSyntaxError("Erlaubt ist nur prev(KÜRZEL) als Funktion.")
+        elif isinstance(node, ast.BinOp):
+            if type(node.op) not in _ARITHMETIC:
+                raise RuleSyntaxError("Erlaubt sind nur + - * /.")
+        elif isinstance(node, ast.Constant):
+            if not isinstance(node.value, int | float) or isinstance(node.value, bool):
+                raise RuleSyntaxError("Erlaubt sind nur Zahlen und Kennzahl-Kürzel.")
+        elif not isinstance(
+            node, ast.Name | ast.UnaryOp | ast.USub | ast.UAdd | ast.Load | ast.operator
+        ):
+            raise RuleSyntaxError(f"Nicht erlaubt im Ausdruck: {type(node).__name__}")
+    return tree
+
+
+def codes_in(expression: str) -> set[str]:
+    """Indicator codes an expression refers to (current or previous quarter)."""
+    return {
+        node.id
+        for node in ast.walk(parse(expression))
+        if isinstance(node, ast.Name) and node.id != "prev"
+    }
+
+
+def evaluate(
+    tree: ast.expr, current: Mapping[str, Decimal | None], previous: Mapping[str, Decimal | None]
+) -> Decimal:
+    """The value of a parsed expression; raises :class:`Missing` on a gap."""
+    if isinstance(tree, ast.Constant):
+        return Decimal(str(tree.value))
+    if isinstance(tree, ast.Name):
+        value = current.get(tree.id)
+        if value is None:
+            raise Missing(tree.id)
+        return value
+    if isinstance(tree, ast.Call):
+        value = previous.get(tree.args[0].id)
+        if value is None:
+            raise Missing(f"prev({tree.args[0].id})")
+        return value
+    if isinstance(tree, ast.UnaryOp):
+        value = evaluate(tree.operand, current, previous)
+        return -value if isinstance(tree.op, ast.USub) else value
+    if isinstance(tree, ast.BinOp):
+        left = evaluate(tree.left, current, previous)
+        right = evaluate(tree.right, current, previous)
+        if isinstance(tree.op, ast.Div) and right == 0:
+            raise Missing("Division durch 0")
+        return _ARITHMETIC[type(tree.op)](left, right)
+    raise RuleSyntaxError("Ungültiger Ausdruck")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A rule that does not hold (for one target group, or for the totals)."""
+
+    rule_name: str
+    blocking: bool
+    message: str
+    target_group: str | None
+    left: Decimal
+    right: Decimal
+
+
+def check_rules(
+    values: Mapping[tuple[str, int | None], Decimal | None],
+    previous: Mapping[tuple[str, int | None], Decimal | None],
+    by_group: Mapping[str, bool],
+    group_names: Mapping[int, str],
+) -> list[Finding]:
+    """Check every active rule against one municipality's quarter.
+
+    ``values`` and ``previous`` map (code, target group id or None) to a value.
+    A rule whose codes are all broken down by target group is checked per group;
+    otherwise on totals (the sum over groups where a code is broken down).
+    Rules that refer to values not entered yet are skipped: completeness is
+    checked separately.
+    """
+    findings = []
+    rules = db.session.scalars(
+        select(ValidationRule).where(ValidationRule.active.is_(True)).order_by(ValidationRule.id)
+    )
+    for rule in rules:
+        left, right = parse(rule.left_side), parse(rule.right_side)
+        codes = codes_in(rule.left_side) | codes_in(rule.right_side)
+        if codes and all(by_group.get(code) for code in codes):
+            scopes = [(gid, name) for gid, name in group_names.items()]
+        else:
+            scopes = [(None, None)]
+        for group_id, group_name in scopes:
+            cur = _view(values, codes, group_id, by_group)
+            prev = _view(previous, codes, group_id, by_group)
+            try:
+                lhs, rhs = evaluate(left, cur, prev), evaluate(right, cur, prev)
+            except Missing:
+                continue
+            if not COMPARE[rule.operator](lhs, rhs):
+                findings.append(
+                    Finding(
+                        rule.name, rule.severity == "blocking", rule.message, group_name, lhs, rhs
+                    )
+                )
+    return findings
+
+
+def _view(values, codes, group_id, by_group) -> dict[str, Decimal | None]:
+    """Values of ``codes`` for one group (or totals when ``group_id`` is None)."""
+    out: dict[str, Decimal | None] = {}
+    for code in codes:
+        if group_id is not None:
+            out[code] = values.get((code, group_id))
+        elif by_group.get(code):
+            parts = [v for (c, g), v in values.items() if c == code and g is not None]
+            out[code] = sum(parts, Decimal(0)) if parts and None not in parts else None
+        else:
+            out[code] = values.get((code, None))
+    return out
+
+
+SEED_RULES = [
+    (
+        "Abschlüsse höchstens Bestand + Zugänge",
+        "CM_ABG",
+        "<=",
+        "prev(CM_AKT) + CM_NEU",
+        "blocking",
+        "Es können nicht mehr Fälle abgeschlossen werden, als am Ende des Vorquartals aktiv "
+        "waren und im Quartal neu hinzukamen.",
+    ),
+    (
+        "Bestand fortgeschrieben",
+        "CM_AKT",
+        "=",
+        "prev(CM_AKT) + CM_NEU - CM_ABG",
+        "warning",
+        "Die aktiven Fälle entsprechen nicht „aktive Fälle Vorquartal + neue − abgeschlossene "
+        "Fälle“. Bitte prüfen oder im Kommentar erklären.",
+    ),
+]
