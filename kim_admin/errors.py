@@ -17,6 +17,7 @@ MESSAGES = {
     403: ("Kein Zugriff", "Für diese Seite oder Aktion fehlt Ihnen die Berechtigung."),
     404: ("Nicht gefunden", "Die angeforderte Seite gibt es nicht."),
     405: ("Nicht erlaubt", "Diese Aktion ist auf diesem Weg nicht möglich."),
+    413: ("Datei zu groß", "Die hochgeladene Datei ist zu groß (höchstens 5 MB)."),
     500: (
         "Interner Fehler",
         "Es ist ein Fehler aufgetreten. Bitte versuchen Sie es später erneut.",
@@ -52,7 +53,7 @@ def _unexpected(error: Exception):
 def init_app(app: Flask) -> None:
     """Register the handlers (429 is the login's own, see ``kim_admin.auth``)."""
     app.register_error_handler(CSRFError, _csrf_error)
-    for code in (400, 403, 404, 405):
+    for code in (400, 403, 404, 405, 413):
         app.register_error_handler(code, _http_error)
     if not app.testing:
         # In tests an unexpected exception should fail loudly instead.

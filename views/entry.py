@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import io
 from datetime import date
 
-from flask import abort, flash, redirect, request, url_for
+from flask import abort, current_app, flash, redirect, request, send_file, url_for
 from flask_admin import expose
 from flask_login import current_user
+from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 
-from kim_admin import monitoring, reporting
+from kim_admin import audit, excel_template, monitoring, reporting
 from kim_admin.extensions import db
 from kim_admin.permissions import EDIT, READ, apply_scope
 from models import Municipality, ReportingPeriod, Submission
 
 from .base import SecureView
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def _periods() -> list[ReportingPeriod]:
@@ -36,7 +40,12 @@ class DataEntryView(SecureView):
     then submitted; the district approves or returns it here."""
 
     permission_resource = "data_entry"
-    view_permissions = {"index": {"GET": READ, "POST": EDIT}}
+    view_permissions = {
+        "index": {"GET": READ, "POST": EDIT},
+        "template": READ,
+        "upload": EDIT,
+        "confirm": EDIT,
+    }
 
     @expose("/", methods=("GET", "POST"))
     def index(self):
@@ -118,6 +127,102 @@ class DataEntryView(SecureView):
             edit_until=reporting.edit_deadline(period),
             is_district=current_user.role == "district_admin",
         )
+
+    @expose("/vorlage")
+    def template(self):
+        """Download the pre-filled Excel template of the chosen municipality and quarter."""
+        town = self._pick(_municipalities(), "municipality")
+        period = self._pick(_periods(), "period")
+        if town is None or period is None:
+            abort(404)
+        name = f"KIM-Meldung_{town.ags}_{period.year}-Q{period.quarter}.xlsx"
+        return send_file(
+            io.BytesIO(excel_template.build(town, period)),
+            as_attachment=True,
+            download_name=name,
+            mimetype=XLSX,
+        )
+
+    @expose("/import", methods=("POST",))
+    def upload(self):
+        """Dry run of an uploaded template: what would change, cell by cell."""
+        town = self._pick(_municipalities(), "municipality")
+        period = self._pick(_periods(), "period")
+        if town is None or period is None:
+            abort(404)
+        lock = reporting.lock_reason(current_user, town.id, period)
+        upload = request.files.get("file")
+        if lock:
+            flash(lock, "error")
+        elif upload is None or not upload.filename:
+            flash("Bitte eine ausgefüllte Vorlage (.xlsx) auswählen.", "error")
+        else:
+            try:
+                plan = excel_template.dry_run(upload.stream, town, period)
+            except excel_template.TemplateError as exc:
+                flash(str(exc), "error")
+            else:
+                changes = [p for p in plan if p.status in ("neu", "geändert")]
+                token = self._signer().dumps(
+                    {
+                        "m": town.id,
+                        "p": period.id,
+                        "u": current_user.id,
+                        "cells": [[p.key, p.text, p.comment, p.version] for p in changes],
+                    }
+                )
+                return self.render(
+                    "kim/import.html",
+                    town=town,
+                    period=period,
+                    plan=plan,
+                    changes=changes,
+                    token=token,
+                    errors=[p for p in plan if p.status == "Fehler"],
+                )
+        return redirect(self._here(town, period))
+
+    @expose("/import/bestaetigen", methods=("POST",))
+    def confirm(self):
+        """Write a confirmed dry run in one transaction, under the form's rules."""
+        try:
+            data = self._signer().loads(request.form.get("token", ""))
+        except BadSignature:
+            abort(400)
+        town = next((t for t in _municipalities() if t.id == data["m"]), None)
+        period = db.session.get(ReportingPeriod, data["p"])
+        if town is None or period is None or data["u"] != current_user.id:
+            abort(404)
+        lock = reporting.lock_reason(current_user, town.id, period)
+        if lock:
+            flash(lock, "error")
+            return redirect(self._here(town, period))
+        posted = {
+            key: monitoring.Posted(text, comment, version)
+            for key, text, comment, version in data["cells"]
+        }
+        result = monitoring.save_draft(town.id, period, posted, current_user)
+        if result.ok:
+            audit.record(
+                "import",
+                "monitoring_entry",
+                None,
+                town.id,
+                new={"period": str(period), "cells": result.saved},
+            )
+            db.session.commit()
+            flash(f"Import abgeschlossen: {result.saved} Werte gespeichert (Entwurf).", "success")
+        else:
+            flash(
+                "Der Import wurde nicht ausgeführt: "
+                + "; ".join(sorted(set(result.errors.values())))[:500],
+                "error",
+            )
+        return redirect(self._here(town, period))
+
+    @staticmethod
+    def _signer() -> URLSafeSerializer:
+        return URLSafeSerializer(current_app.secret_key, salt="kim-template-import")
 
     def _pick(self, rows, name):
         """The row named by the query string, among those the user may reach."""
