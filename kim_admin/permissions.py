@@ -44,6 +44,7 @@ PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
         "submission": frozenset({READ, EDIT, EXPORT}),
         "data_entry": frozenset({READ, EDIT}),
         "meldestand": _READ,
+        "validation_rule": _ALL,
         "user": _ALL,
         # The audit trail is append-only: nobody edits or deletes it in the app.
         "audit_event": _READ_EXPORT,
@@ -62,6 +63,7 @@ PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
         "submission": _READ_EXPORT,
         "data_entry": _READ,
         "meldestand": _READ,
+        "validation_rule": _READ_EXPORT,
         "dashboard": _READ,
         "account": _READ,
     },
@@ -77,6 +79,7 @@ PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
         "monitoring_entry": frozenset({READ, CREATE, EDIT, EXPORT}),
         "submission": _READ,
         "data_entry": frozenset({READ, EDIT}),
+        "validation_rule": _READ,
         "dashboard": _READ,
         "account": _READ,
     },

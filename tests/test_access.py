@@ -41,6 +41,7 @@ from models import (
     Submission,
     TargetGroup,
     User,
+    ValidationRule,
 )
 
 from .conftest import reset_database, url_under_test
@@ -57,6 +58,7 @@ RESOURCES = [
     "reporting_period",
     "monitoring_entry",
     "submission",
+    "validation_rule",
     "user",
     "audit_event",
 ]
@@ -205,6 +207,7 @@ def build_world(app: Flask) -> dict:
             ("reporting_period", ReportingPeriod),
             ("user", User),
             ("audit_event", AuditEvent),
+            ("validation_rule", ValidationRule),
         ):
             first = db.session.scalar(select(model.id).order_by(model.id))
             ids[resource] = {"Arnsberg": first, "Meschede": first}
@@ -261,6 +264,14 @@ def form_for(resource: str, world: dict, town: str) -> dict:
             "new_password": "ein-gutes-passwort",
         },
         "audit_event": {"action": "erfunden"},
+        "validation_rule": {
+            "name": "Neue Regel",
+            "left_side": "VERM",
+            "operator": "<=",
+            "right_side": "BER_KONT",
+            "severity": "warning",
+            "message": "Mehr Vermittlungen als Kontakte?",
+        },
     }[resource]
 
 

@@ -453,3 +453,18 @@ def test_meldestand(app, world, as_district, as_steering, as_arnsberg):
     assert f"{received} % ({on_time} %)" in html
     assert as_steering.get("/meldestand/").status_code == 200
     assert as_arnsberg.get("/meldestand/").status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("left", "message"),
+    [("__import__('os')", "Erlaubt"), ("GIBTS_NICHT", "Unbekannte Kennzahl: GIBTS_NICHT"),
+     ("CM_NEU +", "nicht lesbar")],
+)
+def test_rule_form_checks_expressions(app, as_district, left, message):
+    form = {"name": "R", "left_side": left, "operator": "<=", "right_side": "CM_AKT",
+            "severity": "warning", "message": "m", "active": "y"}
+    response = as_district.post("/validation_rule/new/", form)
+    assert response.status_code == 200
+    assert message in response.get_data(as_text=True)
+    ok = as_district.post("/validation_rule/new/", {**form, "left_side": "CM_NEU * 2"})
+    assert ok.status_code == 302

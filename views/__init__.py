@@ -19,6 +19,7 @@ from models import (
     Submission,
     TargetGroup,
     User,
+    ValidationRule,
 )
 
 from .entry import DataEntryView, MeldestandView
@@ -31,7 +32,12 @@ from .masterdata import (
     RoomView,
     TargetGroupView,
 )
-from .reporting import MonitoringEntryView, ReportingPeriodView, SubmissionView
+from .reporting import (
+    MonitoringEntryView,
+    ReportingPeriodView,
+    SubmissionView,
+    ValidationRuleView,
+)
 from .users import AuditEventView, UserView
 
 MASTER_DATA = "Stammdaten"
@@ -63,6 +69,7 @@ def init_admin(app: Flask) -> Admin:
         ReportingPeriodView(ReportingPeriod, name="Meldezeiträume", category=MONITORING),
         MonitoringEntryView(MonitoringEntry, name="Kennzahlwerte", category=MONITORING),
         SubmissionView(Submission, name="Meldungen", category=MONITORING),
+        ValidationRuleView(ValidationRule, name="Prüfregeln", category=MONITORING),
         UserView(User, name="Benutzer", category=ADMINISTRATION),
         AuditEventView(AuditEvent, name="Protokoll", category=ADMINISTRATION),
         AccountView(name="Passwort ändern", endpoint="account", url="/konto"),

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from flask_login import current_user
+from sqlalchemy import select
 from wtforms.validators import NumberRange, Optional, ValidationError
 
+from kim_admin import rules
+from kim_admin.extensions import db
 from kim_admin.permissions import is_scoped
 from kim_admin.reporting import lock_reason
-from models import SUBMISSION_STATUSES, Municipality
+from models import (
+    RULE_OPERATORS,
+    RULE_SEVERITIES,
+    SUBMISSION_STATUSES,
+    Indicator,
+    Municipality,
+)
 
 from .base import SecureModelView, scoped_lookup
 
@@ -150,3 +159,46 @@ class SubmissionView(SecureModelView):
     # The status moves only through the reporting workflow (data-entry page);
     # here the district can only grant an exception date.
     form_columns = ["exception_until"]
+
+
+def _valid_expression(form, field):
+    """Form validator: the expression parses and names only known indicator codes."""
+    if not field.data:
+        return
+    try:
+        codes = rules.codes_in(field.data)
+    except rules.RuleSyntaxError as exc:
+        raise ValidationError(str(exc)) from exc
+    known = set(db.session.scalars(select(Indicator.code)))
+    unknown = sorted(codes - known)
+    if unknown:
+        raise ValidationError(f"Unbekannte Kennzahl: {', '.join(unknown)}")
+
+
+class ValidationRuleView(SecureModelView):
+    """Plausibility rules checked on every save and before a submission."""
+
+    column_list = ["name", "left_side", "operator", "right_side", "severity", "active"]
+    column_default_sort = "name"
+    column_searchable_list = ["name", "message"]
+    column_filters = ["severity", "active"]
+    column_choices = {"operator": RULE_OPERATORS, "severity": RULE_SEVERITIES}
+    column_labels = {
+        "name": "Bezeichnung",
+        "left_side": "Linke Seite",
+        "operator": "Vergleich",
+        "right_side": "Rechte Seite",
+        "severity": "Art",
+        "message": "Meldungstext",
+        "active": "Aktiv",
+    }
+    column_descriptions = {
+        "left_side": "Kennzahl-Kürzel, Zahlen, + − * / und prev(KÜRZEL) für das Vorquartal",
+        "right_side": "z. B. prev(CM_AKT) + CM_NEU",
+    }
+    form_columns = ["name", "left_side", "operator", "right_side", "severity", "message", "active"]
+    form_choices = {"operator": RULE_OPERATORS, "severity": RULE_SEVERITIES}
+    form_args = {
+        "left_side": {"validators": [_valid_expression]},
+        "right_side": {"validators": [_valid_expression]},
+    }
