@@ -255,7 +255,7 @@ def form_for(resource: str, world: dict, town: str) -> dict:
             "value": "7",
             "comment": "neu",
         },
-        "submission": {"municipality": t, "period": world["period"], "status": "draft"},
+        "submission": {"exception_until": "2030-01-31"},
         "user": {
             "email": "neu@test.example",
             "role": MUNICIPAL_STAFF,
