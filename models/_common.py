@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import CheckConstraint
+from sqlalchemy import CheckConstraint, Column, ForeignKey, MetaData, Table
 
 Choices = Sequence[tuple[str, str]]
 
@@ -24,3 +24,18 @@ def check_choice(column: str, choices: Choices, name: str | None = None) -> Chec
 def label_of(choices: Choices, code: str | None) -> str:
     """The German label of a coded value (the code itself if unknown)."""
     return dict(choices).get(code, code or "")
+
+
+def link_table(metadata: MetaData, left: str, right: str) -> Table:
+    """A many-to-many table ``<left>_<right>`` whose rows go with either side."""
+    return Table(
+        f"{left}_{right}",
+        metadata,
+        Column(f"{left}_id", ForeignKey(f"{left}.id", ondelete="CASCADE"), primary_key=True),
+        Column(
+            f"{right}_id",
+            ForeignKey(f"{right}.id", ondelete="CASCADE"),
+            primary_key=True,
+            index=True,
+        ),
+    )

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import Column, ForeignKey, String, Table
+from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from kim_admin.extensions import db
 
-from ._common import check_choice
+from ._common import check_choice, link_table
 from .municipality import Municipality
 from .target_group import TargetGroup
 
@@ -33,29 +33,9 @@ PARTNER_KINDS = [
     ("sonstige", "Sonstige"),
 ]
 
-partner_municipality = Table(
-    "partner_municipality",
-    db.metadata,
-    Column("partner_id", ForeignKey("partner.id", ondelete="CASCADE"), primary_key=True),
-    Column(
-        "municipality_id",
-        ForeignKey("municipality.id", ondelete="CASCADE"),
-        primary_key=True,
-        index=True,
-    ),
-)
+partner_municipality = link_table(db.metadata, "partner", "municipality")
 
-partner_target_group = Table(
-    "partner_target_group",
-    db.metadata,
-    Column("partner_id", ForeignKey("partner.id", ondelete="CASCADE"), primary_key=True),
-    Column(
-        "target_group_id",
-        ForeignKey("target_group.id", ondelete="CASCADE"),
-        primary_key=True,
-        index=True,
-    ),
-)
+partner_target_group = link_table(db.metadata, "partner", "target_group")
 
 
 class Partner(db.Model):

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, Column, ForeignKey, Numeric, String, Table
+from sqlalchemy import CheckConstraint, ForeignKey, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from kim_admin.extensions import db
 
-from ._common import check_choice
+from ._common import check_choice, link_table
 from .municipality import Municipality
 from .partner import Partner
 from .target_group import TargetGroup
@@ -42,17 +42,7 @@ POST_STATUSES = [
 FTE_MIN = Decimal("0.05")
 FTE_MAX = Decimal("1.00")
 
-post_target_group = Table(
-    "post_target_group",
-    db.metadata,
-    Column("post_id", ForeignKey("post.id", ondelete="CASCADE"), primary_key=True),
-    Column(
-        "target_group_id",
-        ForeignKey("target_group.id", ondelete="CASCADE"),
-        primary_key=True,
-        index=True,
-    ),
-)
+post_target_group = link_table(db.metadata, "post", "target_group")
 
 
 class Post(db.Model):
