@@ -32,7 +32,8 @@ class Transition:
     """One allowed step: from which statuses, to which, and who may take it."""
 
     name: str
-    label: str
+    label: str  # infinitive: "Ihre Rolle darf eine Meldung nicht <label>."
+    done: str  # participle: "… kann nicht <done> werden."
     sources: frozenset[str]
     target: str
     roles: frozenset[str]
@@ -43,17 +44,24 @@ TRANSITIONS = {
     for t in (
         Transition(
             "submit",
-            "Meldung abschließen",
+            "abschließen",
+            "abgeschlossen",
             frozenset({DRAFT, RETURNED}),
             SUBMITTED,
             frozenset({MUNICIPAL_STAFF, DISTRICT_ADMIN}),
         ),
         Transition(
-            "approve", "freigeben", frozenset({SUBMITTED}), APPROVED, frozenset({DISTRICT_ADMIN})
+            "approve",
+            "freigeben",
+            "freigegeben",
+            frozenset({SUBMITTED}),
+            APPROVED,
+            frozenset({DISTRICT_ADMIN}),
         ),
         Transition(
             "return",
             "zurückgeben",
+            "zurückgegeben",
             frozenset({SUBMITTED, APPROVED}),
             RETURNED,
             frozenset({DISTRICT_ADMIN}),
@@ -104,7 +112,7 @@ def transition(submission: Submission, name: str, user: Any, reason: str | None 
     if submission.status not in step.sources:
         raise TransitionError(
             f"Eine Meldung im Status „{STATUS_LABELS[submission.status]}“ kann nicht "
-            f"{step.label} werden."
+            f"{step.done} werden."
         )
     if name == "return" and not (reason or "").strip():
         raise TransitionError("Bitte einen Grund für die Rückgabe angeben.")

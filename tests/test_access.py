@@ -445,11 +445,11 @@ PAGES = [
 
 @pytest.mark.parametrize(("path", "resource"), PAGES)
 @pytest.mark.parametrize("role", ROLES)
-def test_custom_pages(shared, path, resource, role):
-    app, _world, sessions = shared
-    if role not in sessions:
-        sessions[role] = session_for(app, role)
-    response = sessions[role].get(path)
+def test_custom_pages(app, accounts, path, resource, role):
+    session = Session(app.test_client())
+    if role != "anonymous":
+        session.login(getattr(accounts, role))
+    response = session.get(path)
     if role == "anonymous":
         assert response.status_code == 302 and "/login" in response.headers["Location"]
     elif READ in PERMISSIONS[ROLE_CODES[role]].get(resource, frozenset()):

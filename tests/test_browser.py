@@ -2,7 +2,9 @@
 
 The district admin creates a room; a municipal user only reads their own
 municipality's rooms; the steering group reads everything but gets no controls
-to change it. Every page must load without CSP violations, script errors or
+to change it. A quarterly report goes through its whole cycle: drafted and
+submitted by the municipality, returned by the district, corrected, resubmitted,
+approved and then locked. Every page must load without CSP violations, script errors or
 failed requests (the favicon included).
 
 Each test's app is served by Werkzeug on a free localhost port in a background
@@ -20,6 +22,7 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,7 +32,16 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from kim_admin.extensions import db
-from models import Municipality, Post, Room
+from models import (
+    AuditEvent,
+    Indicator,
+    MonitoringEntry,
+    Municipality,
+    Post,
+    ReportingPeriod,
+    Room,
+    Submission,
+)
 
 from .support import PASSWORD
 
@@ -367,6 +379,131 @@ def test_steering_group_sees_no_edit_controls(
     problems.assert_clean(expected_failures=(edit_path,))
 
 
+def test_whole_reporting_cycle(
+    app: Flask, accounts: Accounts, live_server: str, page: sync_api.Page
+) -> None:
+    """Draft, submit, return, correct, resubmit, approve: each step by its role, in the UI.
+
+    One browser page; users change by logging out through the user menu and in again.
+    """
+    expect = sync_api.expect
+    period_id = _open_period(app)
+    town_id = _municipality_id(app, "Arnsberg")
+    entry_url = f"{live_server}/erfassung/?municipality={town_id}&period={period_id}"
+    reason = "Bitte Beratungskontakte prüfen"
+    status = page.locator("#status")
+    values = page.locator('input[name^="value-"]')
+    # BER_KONT is not broken down by target group: one input, labelled for screen readers.
+    contacts = page.get_by_label("Wert BER_KONT gesamt", exact=True)
+    problems = watch(page)
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    # 1. Arnsberg fills in every figure, saves the draft, then submits.
+    login(page, live_server, accounts.arnsberg)
+    page.goto(entry_url)
+    expect(status).to_have_text("fehlt")
+    expect(page.locator("#lock")).to_have_count(0)
+    count = values.count()
+    assert count > 1
+    for value in values.all():
+        value.fill("0")
+    contacts.fill("12")
+    page.get_by_role("button", name="Entwurf speichern", exact=True).click()
+    expect(page.get_by_text(f"Entwurf gespeichert ({count} Werte geändert).")).to_be_visible()
+    expect(status).to_have_text("Entwurf")
+    expect(contacts).to_have_value("12")
+    _submit_report(page)
+    expect(page.locator("#lock")).to_contain_text("abgegeben")
+    page.screenshot(path=str(ARTIFACTS / "cycle-submitted.png"), full_page=True)
+
+    # 2. The district returns it with a reason.
+    _logout(page)
+    login(page, live_server, accounts.district)
+    page.goto(entry_url)
+    expect(status).to_have_text("gemeldet")
+    page.fill("#reason", reason)
+    page.get_by_role("button", name="Zurückgeben", exact=True).click()
+    expect(page.get_by_text("Meldung zurückgegeben.")).to_be_visible()
+    expect(status).to_have_text("zurückgegeben")
+
+    # 3. Arnsberg reads the reason, corrects the contacts and submits again.
+    _logout(page)
+    login(page, live_server, accounts.arnsberg)
+    page.goto(entry_url)
+    expect(status).to_have_text("zurückgegeben")
+    expect(page.get_by_role("status").filter(has_text=reason)).to_have_text(
+        f"Zurückgegeben: {reason}"
+    )
+    expect(page.locator("#lock")).to_have_count(0)
+    expect(contacts).to_have_value("12")
+    expect(contacts).to_be_editable()
+    contacts.fill("15")
+    _submit_report(page)
+    expect(contacts).to_have_value("15")
+
+    # 4. The district approves.
+    _logout(page)
+    login(page, live_server, accounts.district)
+    page.goto(entry_url)
+    expect(status).to_have_text("gemeldet")
+    page.get_by_role("button", name="Freigeben", exact=True).click()
+    expect(page.get_by_text("Meldung freigegeben.")).to_be_visible()
+    expect(status).to_have_text("freigegeben")
+
+    # 5. Arnsberg finds the report locked: read-only figures, no buttons to change them.
+    _logout(page)
+    login(page, live_server, accounts.arnsberg)
+    page.goto(entry_url)
+    expect(status).to_have_text("freigegeben")
+    expect(page.locator("#lock")).to_contain_text("freigegeben")
+    expect(values).to_have_count(count)
+    expect(page.locator('input[name^="value-"]:not([readonly])')).to_have_count(0)
+    expect(page.locator('input[name^="comment-"]:not([readonly])')).to_have_count(0)
+    expect(contacts).to_have_value("15")
+    expect(contacts).not_to_be_editable()
+    for name in ("Entwurf speichern", "Meldung abschließen", "Freigeben", "Zurückgeben"):
+        expect(page.get_by_role("button", name=name, exact=True)).to_have_count(0)
+    expect(page.locator('button[name="action"]')).to_have_count(0)
+    page.screenshot(path=str(ARTIFACTS / "cycle-approved.png"), full_page=True)
+    problems.assert_clean()
+
+    with app.app_context():
+        contact_values = db.session.scalars(
+            db.select(MonitoringEntry.value)
+            .join(Indicator)
+            .where(
+                Indicator.code == "BER_KONT",
+                MonitoringEntry.municipality_id == town_id,
+                MonitoringEntry.period_id == period_id,
+            )
+        ).all()
+        assert contact_values == [Decimal(15)]
+        submission = db.session.scalar(
+            db.select(Submission).where(
+                Submission.municipality_id == town_id, Submission.period_id == period_id
+            )
+        )
+        assert submission is not None
+        assert submission.status == "approved"
+        assert submission.return_reason == reason
+        steps = db.session.scalars(
+            db.select(AuditEvent.action)
+            .where(
+                AuditEvent.object_type == "submission",
+                AuditEvent.object_id == str(submission.id),
+                AuditEvent.action.startswith("submission_"),
+            )
+            .order_by(AuditEvent.id)
+        ).all()
+        assert steps == [
+            "submission_submit",
+            "submission_return",
+            "submission_submit",
+            "submission_approve",
+        ]
+        db.session.remove()
+
+
 def _status(page: sync_api.Page, url: str) -> int:
     """The HTTP status with which the browser received ``url``."""
     response = page.goto(url)
@@ -418,3 +555,39 @@ def _municipality_id(app: Flask, name: str) -> int:
         db.session.remove()
     assert town_id is not None
     return town_id
+
+
+def _submit_report(page: sync_api.Page) -> None:
+    """Click "Meldung abschließen", accept the confirmation and see the report submitted."""
+    questions: list[str] = []
+
+    def accept(dialog: sync_api.Dialog) -> None:
+        questions.append(f"{dialog.type}: {dialog.message}")
+        dialog.accept()
+
+    page.once("dialog", accept)
+    page.get_by_role("button", name="Meldung abschließen", exact=True).click()
+    sync_api.expect(page.get_by_text("Die Meldung wurde abgeschlossen.")).to_be_visible()
+    sync_api.expect(page.locator("#status")).to_have_text("gemeldet")
+    assert questions == ["confirm: Meldung abschließen? Danach sind keine Änderungen mehr möglich."]
+
+
+def _logout(page: sync_api.Page) -> None:
+    """Log out through the user menu's "Abmelden" (a POST form in the dropdown)."""
+    page.locator("#user-menu").click()
+    page.get_by_role("button", name="Abmelden", exact=True).click()
+    sync_api.expect(page.get_by_text("Sie sind abgemeldet.")).to_be_visible()
+    sync_api.expect(page).to_have_url(re.compile(r"/login"))
+
+
+def _open_period(app: Flask) -> int:
+    """Store an open quarter whose deadline is a month ahead; return its id."""
+    with app.app_context():
+        period = ReportingPeriod(
+            year=2026, quarter=2, is_open=True, deadline=date.today() + timedelta(days=30)
+        )
+        db.session.add(period)
+        db.session.commit()
+        period_id = period.id
+        db.session.remove()
+    return period_id

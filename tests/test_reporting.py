@@ -457,14 +457,39 @@ def test_meldestand(app, world, as_district, as_steering, as_arnsberg):
 
 @pytest.mark.parametrize(
     ("left", "message"),
-    [("__import__('os')", "Erlaubt"), ("GIBTS_NICHT", "Unbekannte Kennzahl: GIBTS_NICHT"),
-     ("CM_NEU +", "nicht lesbar")],
+    [
+        ("__import__('os')", "Erlaubt"),
+        ("GIBTS_NICHT", "Unbekannte Kennzahl: GIBTS_NICHT"),
+        ("CM_NEU +", "nicht lesbar"),
+    ],
 )
 def test_rule_form_checks_expressions(app, as_district, left, message):
-    form = {"name": "R", "left_side": left, "operator": "<=", "right_side": "CM_AKT",
-            "severity": "warning", "message": "m", "active": "y"}
+    form = {
+        "name": "R",
+        "left_side": left,
+        "operator": "<=",
+        "right_side": "CM_AKT",
+        "severity": "warning",
+        "message": "m",
+        "active": "y",
+    }
     response = as_district.post("/validation_rule/new/", form)
     assert response.status_code == 200
     assert message in response.get_data(as_text=True)
     ok = as_district.post("/validation_rule/new/", {**form, "left_side": "CM_NEU * 2"})
     assert ok.status_code == 302
+
+
+def test_district_cannot_submit_twice(app, world, as_district):
+    url = _url(world)
+    assert (
+        as_district.post(url, {**_fill(app, world, value="0"), "action": "submit"}).status_code
+        == 302
+    )
+    page = as_district.get(url).get_data(as_text=True)
+    assert 'value="submit"' not in page  # no second submit button
+    again = as_district.post(
+        url, {**_fill(app, world, value="0"), "action": "submit"}, follow_redirects=True
+    )
+    assert again.status_code == 200
+    assert "kann nicht abgeschlossen werden" in again.get_data(as_text=True)

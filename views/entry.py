@@ -76,12 +76,17 @@ class DataEntryView(SecureView):
                         flash(f"Entwurf gespeichert ({result.saved} Werte geändert).", "success")
                         return redirect(self._here(town, period))
                     if result.ok:
-                        check = monitoring.submit(
-                            town.id,
-                            period,
-                            current_user,
-                            acknowledged=bool(request.form.get("acknowledge")),
-                        )
+                        try:
+                            check = monitoring.submit(
+                                town.id,
+                                period,
+                                current_user,
+                                acknowledged=bool(request.form.get("acknowledge")),
+                            )
+                        except reporting.TransitionError as exc:
+                            db.session.rollback()
+                            flash(str(exc), "error")
+                            return redirect(self._here(town, period))
                         if not check.refused(bool(request.form.get("acknowledge"))):
                             flash("Die Meldung wurde abgeschlossen.", "success")
                             return redirect(self._here(town, period))
@@ -122,6 +127,7 @@ class DataEntryView(SecureView):
             status_label=reporting.STATUS_LABELS[submission.status if submission else None],
             lock=lock,
             editable=lock is None and self.allowed(EDIT),
+            can_submit=(submission.status if submission else None) in reporting.EDITABLE_STATUSES,
             current_findings=monitoring.findings(entry_cells),
             range_text=monitoring.range_text,
             edit_until=reporting.edit_deadline(period),
