@@ -231,61 +231,26 @@ def _seed_posts(
     groups: list[TargetGroup],
     partners: list[Partner],
 ) -> int:
+    # Kreis-level posts: (title, function, Baustein, FTE, status, since)
+    kreis_posts = [
+        ("Koordination KIM", "koordination", "1", "1.00", "besetzt", 2021),
+        ("Koordination KIM (2)", "koordination", "1", "1.00", "besetzt", 2021),
+        ("Koordination Teilhabe", "koordination", "1", "1.00", "ausgeschrieben", 2025),
+        ("Verwaltungsassistenz KIM", "verwaltungsassistenz", "1", "0.50", "besetzt", 2021),
+        ("Sachbearbeitung §§ 25a/25b AufenthG", "auslaenderbehoerde", "3", "1.00", "besetzt", 2022),
+        ("Sachbearbeitung Einbürgerung", "einbuergerungsbehoerde", "3", "0.75", "vakant", 2022),
+    ]
     posts = [
         Post(
-            title="Koordination KIM",
-            function="koordination",
-            baustein="1",
+            title=title,
+            function=function,
+            baustein=baustein,
             employer_type="kreis",
-            fte=Decimal("1.00"),
-            status="besetzt",
-            valid_from=date(2021, 1, 1),
-        ),
-        Post(
-            title="Koordination KIM (2)",
-            function="koordination",
-            baustein="1",
-            employer_type="kreis",
-            fte=Decimal("1.00"),
-            status="besetzt",
-            valid_from=date(2021, 1, 1),
-        ),
-        Post(
-            title="Koordination Teilhabe",
-            function="koordination",
-            baustein="1",
-            employer_type="kreis",
-            fte=Decimal("1.00"),
-            status="ausgeschrieben",
-            valid_from=date(2025, 1, 1),
-        ),
-        Post(
-            title="Verwaltungsassistenz KIM",
-            function="verwaltungsassistenz",
-            baustein="1",
-            employer_type="kreis",
-            fte=Decimal("0.50"),
-            status="besetzt",
-            valid_from=date(2021, 1, 1),
-        ),
-        Post(
-            title="Sachbearbeitung §§ 25a/25b AufenthG",
-            function="auslaenderbehoerde",
-            baustein="3",
-            employer_type="kreis",
-            fte=Decimal("1.00"),
-            status="besetzt",
-            valid_from=date(2022, 1, 1),
-        ),
-        Post(
-            title="Sachbearbeitung Einbürgerung",
-            function="einbuergerungsbehoerde",
-            baustein="3",
-            employer_type="kreis",
-            fte=Decimal("0.75"),
-            status="vakant",
-            valid_from=date(2022, 1, 1),
-        ),
+            fte=Decimal(fte),
+            status=status,
+            valid_from=date(since, 1, 1),
+        )
+        for title, function, baustein, fte, status, since in kreis_posts
     ]
     welfare = [p for p in partners if p.kind == "wohlfahrtsverband"]
     for i, m in enumerate(participants):
