@@ -21,11 +21,6 @@ def check_choice(column: str, choices: Choices, name: str | None = None) -> Chec
     return CheckConstraint(f"{column} IN ({codes})", name=name or f"{column}_valid")
 
 
-def label_of(choices: Choices, code: str | None) -> str:
-    """The German label of a coded value (the code itself if unknown)."""
-    return dict(choices).get(code, code or "")
-
-
 def link_table(metadata: MetaData, left: str, right: str) -> Table:
     """A many-to-many table ``<left>_<right>`` whose rows go with either side."""
     return Table(
