@@ -44,6 +44,7 @@ PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
         "submission": frozenset({READ, EDIT, EXPORT}),
         "data_entry": frozenset({READ, EDIT}),
         "meldestand": _READ,
+        "report": _READ_EXPORT,
         "validation_rule": _ALL,
         "user": _ALL,
         # The audit trail is append-only: nobody edits or deletes it in the app.
@@ -63,6 +64,7 @@ PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
         "submission": _READ_EXPORT,
         "data_entry": _READ,
         "meldestand": _READ,
+        "report": _READ_EXPORT,
         "validation_rule": _READ_EXPORT,
         "dashboard": _READ,
         "account": _READ,
@@ -79,6 +81,8 @@ PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
         "monitoring_entry": frozenset({READ, CREATE, EDIT, EXPORT}),
         "submission": _READ,
         "data_entry": frozenset({READ, EDIT}),
+        # The evaluation report of their own municipality only (kim_admin.report).
+        "report": _READ_EXPORT,
         "validation_rule": _READ,
         "dashboard": _READ,
         "account": _READ,

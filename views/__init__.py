@@ -32,6 +32,7 @@ from .masterdata import (
     RoomView,
     TargetGroupView,
 )
+from .report import ReportView
 from .reporting import (
     MonitoringEntryView,
     ReportingPeriodView,
@@ -65,6 +66,9 @@ def init_admin(app: Flask) -> Admin:
         DataEntryView(name="Dateneingabe", endpoint="entry", url="/erfassung", category=MONITORING),
         MeldestandView(
             name="Meldestand", endpoint="meldestand", url="/meldestand", category=MONITORING
+        ),
+        ReportView(
+            name="Evaluationsbericht", endpoint="report", url="/bericht", category=MONITORING
         ),
         ReportingPeriodView(ReportingPeriod, name="Meldezeiträume", category=MONITORING),
         MonitoringEntryView(MonitoringEntry, name="Kennzahlwerte", category=MONITORING),

@@ -12,7 +12,16 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from flask import abort, flash, has_request_context, redirect, request, url_for
+from flask import (
+    Response,
+    abort,
+    flash,
+    has_request_context,
+    redirect,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask_admin import BaseView, expose
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.ajax import QueryAjaxModelLoader
@@ -21,10 +30,12 @@ from flask_admin.contrib.sqla.form import AdminModelConverter
 from flask_admin.model.form import converts
 from flask_login import current_user
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
+from sqlalchemy.orm import selectinload
+from werkzeug.utils import secure_filename
 from wtforms import fields
 from wtforms.validators import DataRequired, ValidationError
 
-from kim_admin import audit
+from kim_admin import audit, exports
 from kim_admin.extensions import db
 from kim_admin.formatting import de_date, de_datetime, de_number
 from kim_admin.permissions import (
@@ -57,9 +68,6 @@ VIEW_PERMISSIONS: dict[str, str | tuple[str, ...] | dict[str, str]] = {
     # Lookups only serve the relation pickers of create and edit forms.
     "ajax_lookup": (CREATE, EDIT),
 }
-
-# First characters that make a spreadsheet treat a cell as a formula.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 # Bulk actions and the permission each needs; others must be declared by the view.
 ACTION_PERMISSIONS: dict[str, str] = {"delete": DELETE}
@@ -232,8 +240,12 @@ class SecureModelView(AccessMixin, ModelView):
     details_modal = False
     edit_modal = False
     create_modal = False
-    # CSV through Flask-Admin for now; streamed xlsx exports replace it later.
-    export_types = ["csv"]
+    # Streamed by kim_admin.exports (Flask-Admin's tablib export loads every row).
+    export_types = ["xlsx", "csv"]
+    #: Excel number formats of exported columns, e.g. ``{"fte": "#,##0.00"}``.
+    column_export_formats: dict[str, str] = {}
+    #: Rows fetched per round trip from the server-side cursor of an export.
+    export_batch_size = 2000
 
     def __init__(self, model: Any, **kwargs: Any) -> None:
         kwargs.setdefault("endpoint", model.__tablename__)
@@ -269,9 +281,23 @@ class SecureModelView(AccessMixin, ModelView):
         permission = {**ACTION_PERMISSIONS, **self.action_permissions}.get(name)
         return permission is not None and self.allowed(permission)
 
+    # --- loading ---------------------------------------------------------------
+    def scaffold_auto_joins(self) -> list[Any]:
+        """Join only single relations; collections are loaded by :meth:`get_query`.
+
+        A joined load of a collection multiplies the rows and cannot be streamed
+        from a server-side cursor (``yield_per``), which the exports need.
+        """
+        joins = super().scaffold_auto_joins()
+        self._auto_collections = [j for j in joins if j.property.uselist]
+        return [j for j in joins if not j.property.uselist]
+
     # --- municipal scope -------------------------------------------------------
     def get_query(self) -> Any:
-        return apply_scope(super().get_query(), self.model, self.resource, current_user)
+        query = super().get_query()
+        for collection in getattr(self, "_auto_collections", ()):
+            query = query.options(selectinload(collection))
+        return apply_scope(query, self.model, self.resource, current_user)
 
     def get_count_query(self) -> Any:
         return apply_scope(super().get_count_query(), self.model, self.resource, current_user)
@@ -293,9 +319,12 @@ class SecureModelView(AccessMixin, ModelView):
             # The municipality of a municipal user's row comes from the user, never the form.
             model.municipality_id = current_user.municipality_id
 
+    # --- exports ---------------------------------------------------------------
     @expose("/export/<export_type>/")
     def export(self, export_type: str) -> Any:
-        """Flask-Admin's export, written to the audit trail first."""
+        """The list as shown (filters, search, sort, scope), streamed as xlsx or CSV."""
+        if export_type not in self.export_types:
+            abort(404)
         audit.record(
             "export",
             self.resource,
@@ -305,13 +334,65 @@ class SecureModelView(AccessMixin, ModelView):
             new={"format": export_type, "filter": request.query_string.decode()[:500]},
         )
         db.session.commit()
-        return super().export(export_type)
+        table = self.export_table()
+        filename = f"{self.get_export_name(export_type)}"
+        if export_type == "csv":
+            body = stream_with_context(exports.csv_chunks(table))
+            response = Response(body, mimetype=exports.CSV_MIMETYPE)
+        else:
+            handle = exports.xlsx_file(table)
+            response = Response(exports.iter_file(handle), mimetype=exports.XLSX_MIMETYPE)
+            response.content_length = exports.file_size(handle)
+        response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
 
-    def get_export_value(self, model: Any, name: str) -> Any:
-        """Neutralise cells a spreadsheet would run as a formula (CSV injection)."""
-        value = super().get_export_value(model, name)
-        if isinstance(value, str) and value[:1] in FORMULA_PREFIXES:
-            return "'" + value
+    def get_export_name(self, export_type: str = "csv") -> str:
+        """``Kennzahlwerte_2026-11-24.xlsx``: the list's German name and today's date."""
+        name = secure_filename(self.name.replace("ä", "ae").replace("ö", "oe").replace("ü", "ue"))
+        return f"{name or 'Export'}_{date.today().isoformat()}.{export_type}"
+
+    def export_query(self) -> Any:
+        """The list page's query (scope, filters, search, sort), without paging."""
+        # Flask-Admin's own export reads the list arguments the same way.
+        args = self._get_list_extra_args()
+        sort = self._get_column_by_idx(args.sort)
+        _, query = self.get_list(
+            0,
+            sort[0] if sort else None,
+            args.sort_desc,
+            args.search,
+            args.filters,
+            execute=False,
+            page_size=0,
+        )
+        return query
+
+    def export_table(self) -> exports.Table:
+        """The exported columns and the rows, streamed from a server-side cursor."""
+        columns = [
+            exports.Column(label, self.export_getter(name), self.column_export_formats.get(name))
+            for name, label in self.get_export_columns()
+        ]
+        rows = self.export_query().yield_per(self.export_batch_size)
+        return exports.Table(str(self.name), columns, rows)
+
+    def export_getter(self, name: str) -> Any:
+        """How to read column ``name`` of a row: export formatter, choice label or value."""
+        formatter = self.column_formatters_export.get(name)
+        if formatter is not None:
+            return lambda model: formatter(self, None, model, name)
+        path = name.split(".")
+
+        def value(model: Any) -> Any:
+            for part in path:
+                if model is None:
+                    return None
+                model = getattr(model, part)
+            return model
+
+        choices = dict(self.column_choices.get(name, [])) if self.column_choices else {}
+        if choices:
+            return lambda model: choices.get(value(model), value(model))
         return value
 
     # --- errors ----------------------------------------------------------------

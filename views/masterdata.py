@@ -169,7 +169,8 @@ class PostView(SecureModelView):
         "fte": lambda v, c, m, n: de_number(m.fte, 2),
         "municipality": lambda v, c, m, n: m.municipality or "Kreisebene",
     }
-    column_formatters_export = column_formatters
+    column_formatters_export = {"municipality": column_formatters["municipality"]}
+    column_export_formats = {"fte": "#,##0.00"}
     column_descriptions = {
         "municipality": "Leer = Stelle auf Kreisebene",
         "fte": "0,05 bis 1,00",
@@ -258,6 +259,7 @@ class PartnerView(SecureModelView):
     column_formatters = {
         "municipalities": lambda v, c, m, n: ", ".join(map(str, m.municipalities)) or "ganzer Kreis"
     }
+    column_formatters_export = column_formatters
     form_columns = [
         "name",
         "kind",

@@ -36,6 +36,7 @@ class ReportingPeriodView(SecureModelView):
         "deadline": "Meldefrist",
     }
     column_formatters = {"quarter": lambda v, c, m, n: f"Q{m.quarter}"}
+    column_formatters_export = column_formatters
     form_columns = ["year", "quarter", "is_open", "deadline"]
     form_choices = {"quarter": [("1", "Q1"), ("2", "Q2"), ("3", "Q3"), ("4", "Q4")]}
     form_args = {

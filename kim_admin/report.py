@@ -1,0 +1,849 @@
+"""The evaluation report (Evaluationsbericht): one xlsx workbook for a range of quarters.
+
+The sheets are those of DOMAIN.md §6. Figures are aggregated in the database
+(``GROUP BY``), so a report costs a fixed number of queries however many
+municipalities it covers; only the raw-data sheet reads every figure, streamed
+from a server-side cursor. Flows are summed over the range, stocks are taken at
+the range's last quarter. Totals rows are computed here, not left to formulas
+that a viewer might not recalculate. The workbook is written in xlsxwriter's
+``constant_memory`` mode, sheet by sheet and row by row.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import IO, Any
+
+from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy.orm import aliased
+
+from models import (
+    Indicator,
+    MonitoringEntry,
+    Municipality,
+    Partner,
+    Post,
+    ReportingPeriod,
+    Room,
+    Submission,
+    TargetGroup,
+)
+from models.partner import PARTNER_KINDS, partner_municipality, partner_target_group
+from models.post import BAUSTEINE, POST_FUNCTIONS
+
+from . import exports
+from .extensions import db
+from .permissions import MUNICIPAL_STAFF, role_label
+from .reporting import APPROVED, STATUS_LABELS, SUBMITTED, on_time
+
+SHEETS = [
+    "Übersicht",
+    "Kennzahlen",
+    "Zeitreihe",
+    "Zielgruppen",
+    "Stellen",
+    "Räume",
+    "Partner",
+    "Meldestand",
+    "Rohdaten",
+]
+
+DISTRICT_LEVEL = "Kreisebene"
+WHOLE_DISTRICT = "ganzer Kreis"
+TOTAL = "Summe"
+
+
+class ReportError(ValueError):
+    """The chosen options cannot make a report (German message)."""
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """What a report covers."""
+
+    first_period_id: int
+    last_period_id: int
+    municipality_ids: tuple[int, ...]
+    #: Only figures of approved submissions (else every figure entered).
+    approved_only: bool = True
+    #: The raw-data sheet (one row per figure) may be left out of very large reports.
+    include_raw: bool = True
+
+
+def period_key(period: ReportingPeriod) -> int:
+    """Sortable number of a quarter: 20253 for Q3/2025."""
+    return period.year * 10 + period.quarter
+
+
+def scoped_options(options: ReportOptions, user: Any) -> ReportOptions:
+    """A municipal user's report covers their own municipality, whatever was asked."""
+    if user.role == MUNICIPAL_STAFF:
+        return ReportOptions(
+            options.first_period_id,
+            options.last_period_id,
+            (user.municipality_id,),
+            options.approved_only,
+            options.include_raw,
+        )
+    return options
+
+
+def filename(first: ReportingPeriod, last: ReportingPeriod) -> str:
+    """``KIM-Evaluationsbericht_2025-Q1_2025-Q4.xlsx``."""
+    return f"KIM-Evaluationsbericht_{first.year}-Q{first.quarter}_{last.year}-Q{last.quarter}.xlsx"
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    return float(value) if isinstance(value, Decimal) else value
+
+
+# --- the data ----------------------------------------------------------------------
+
+
+class ReportData:
+    """Everything the workbook shows, read with a fixed number of queries."""
+
+    def __init__(self, options: ReportOptions) -> None:
+        self.options = options
+        session = db.session
+        bounds = session.scalars(
+            select(ReportingPeriod).where(
+                ReportingPeriod.id.in_([options.first_period_id, options.last_period_id])
+            )
+        ).all()
+        by_id = {p.id: p for p in bounds}
+        if options.first_period_id not in by_id or options.last_period_id not in by_id:
+            raise ReportError("Bitte einen gültigen Zeitraum wählen.")
+        first, last = by_id[options.first_period_id], by_id[options.last_period_id]
+        if period_key(first) > period_key(last):
+            raise ReportError("Das erste Quartal liegt nach dem letzten.")
+        key = ReportingPeriod.year * 10 + ReportingPeriod.quarter
+        self.periods: list[ReportingPeriod] = session.scalars(
+            select(ReportingPeriod)
+            .where(key.between(period_key(first), period_key(last)))
+            .order_by(ReportingPeriod.year, ReportingPeriod.quarter)
+        ).all()
+        self.first, self.last = first, last
+        self.period_ids = [p.id for p in self.periods]
+        self.towns: list[Municipality] = session.scalars(
+            select(Municipality)
+            .where(Municipality.id.in_(options.municipality_ids))
+            .order_by(Municipality.name)
+        ).all()
+        if not self.towns:
+            raise ReportError("Bitte mindestens eine Kommune wählen.")
+        self.town_ids = [t.id for t in self.towns]
+        self.indicators: list[Indicator] = session.scalars(
+            select(Indicator)
+            .where(Indicator.active.is_(True))
+            .order_by(Indicator.sort_order, Indicator.code)
+        ).all()
+        self.groups: list[TargetGroup] = session.scalars(
+            select(TargetGroup).order_by(TargetGroup.sort_order, TargetGroup.name)
+        ).all()
+        self.submissions: list[Submission] = session.scalars(
+            select(Submission).where(
+                Submission.period_id.in_(self.period_ids),
+                Submission.municipality_id.in_(self.town_ids),
+            )
+        ).all()
+        self._read_figures()
+
+    # Figures of the range, restricted to approved submissions if asked.
+    def _entries(self, *columns: Any) -> Any:
+        query = select(*columns).where(
+            MonitoringEntry.period_id.in_(self.period_ids),
+            MonitoringEntry.municipality_id.in_(self.town_ids),
+        )
+        if self.options.approved_only:
+            query = query.join(
+                Submission,
+                and_(
+                    Submission.municipality_id == MonitoringEntry.municipality_id,
+                    Submission.period_id == MonitoringEntry.period_id,
+                    Submission.status == APPROVED,
+                ),
+            )
+        return query
+
+    def _read_figures(self) -> None:
+        e = MonitoringEntry
+        at_end = func.sum(case((e.period_id == self.last.id, e.value)))
+        rows = db.session.execute(
+            self._entries(
+                e.municipality_id, e.indicator_id, e.target_group_id, func.sum(e.value), at_end
+            ).group_by(e.municipality_id, e.indicator_id, e.target_group_id)
+        ).all()
+        stock = {i.id for i in self.indicators if i.kind == "stock"}
+        # (municipality, indicator) -> value, and the same per target group.
+        self.range_values: dict[tuple[int, int], float] = {}
+        self.group_values: dict[tuple[int, int, int], float] = {}
+        for town, indicator, group, total, end in rows:
+            value = _number(end if indicator in stock else total)
+            if value is None:
+                continue
+            key = (town, indicator)
+            self.range_values[key] = self.range_values.get(key, 0) + value
+            if group is not None:
+                self.group_values[(town, indicator, group)] = value
+        series = db.session.execute(
+            self._entries(e.period_id, e.indicator_id, func.sum(e.value)).group_by(
+                e.period_id, e.indicator_id
+            )
+        ).all()
+        self.series: dict[tuple[int, int], float] = {
+            (p, i): _number(v) for p, i, v in series if v is not None
+        }
+
+    # --- master data, grouped in the database --------------------------------------
+    def posts(self, include_district_level: bool) -> list[tuple[Any, ...]]:
+        """(municipality, function, Baustein, count, FTE, filled FTE, vacant FTE)."""
+        filled = func.sum(case((Post.status == "besetzt", Post.fte), else_=0))
+        vacant = func.sum(case((Post.status != "besetzt", Post.fte), else_=0))
+        where = Post.municipality_id.in_(self.town_ids)
+        if include_district_level:
+            where = or_(where, Post.municipality_id.is_(None))
+        query = (
+            select(
+                Post.municipality_id,
+                Post.function,
+                Post.baustein,
+                func.count(Post.id),
+                func.sum(Post.fte),
+                filled,
+                vacant,
+            )
+            .where(
+                where,
+                or_(Post.valid_from.is_(None), Post.valid_from <= self.last.ends_on),
+                or_(Post.valid_until.is_(None), Post.valid_until >= self.first.starts_on),
+            )
+            .group_by(Post.municipality_id, Post.function, Post.baustein)
+        )
+        return db.session.execute(query).all()
+
+    def rooms(self) -> dict[int, tuple[int, int, int]]:
+        """municipality -> (active rooms, barrier-free rooms, seats)."""
+        query = (
+            select(
+                Room.municipality_id,
+                func.count(Room.id),
+                func.sum(case((Room.barrier_free.is_(True), 1), else_=0)),
+                func.coalesce(func.sum(Room.seats), 0),
+            )
+            .where(Room.municipality_id.in_(self.town_ids), Room.active.is_(True))
+            .group_by(Room.municipality_id)
+        )
+        return {town: (n, free, seats) for town, n, free, seats in db.session.execute(query)}
+
+    def partners(self) -> list[tuple[Partner, list[str], list[str]]]:
+        """Partners serving a chosen municipality or the whole district, with what they serve.
+
+        Only the chosen municipalities are named: a municipal user's report names
+        no other municipality.
+        """
+        names = {t.id: t.name for t in self.towns}
+        served: dict[int, list[int]] = defaultdict(list)
+        for partner_id, town_id in db.session.execute(select(partner_municipality)):
+            served[partner_id].append(town_id)
+        group_names = {g.id: g.name for g in self.groups}
+        groups: dict[int, list[str]] = defaultdict(list)
+        for partner_id, group_id in db.session.execute(select(partner_target_group)):
+            groups[partner_id].append(group_names.get(group_id, ""))
+        result = []
+        for partner in db.session.scalars(select(Partner).order_by(Partner.name)):
+            towns = served.get(partner.id, [])
+            chosen = sorted(names[t] for t in towns if t in names)
+            if towns and not chosen:
+                continue  # serves only municipalities outside the report
+            result.append((partner, chosen or [WHOLE_DISTRICT], sorted(groups[partner.id])))
+        return result
+
+    def raw_rows(self) -> Iterable[tuple[Any, ...]]:
+        """Every figure of the range, one row each, streamed."""
+        e = MonitoringEntry
+        status = aliased(Submission)
+        query = (
+            self._entries(
+                Municipality.name,
+                Municipality.ags,
+                ReportingPeriod.year,
+                ReportingPeriod.quarter,
+                Indicator.code,
+                Indicator.name,
+                TargetGroup.name,
+                e.value,
+                status.status,
+                e.comment,
+                e.updated_at,
+            )
+            .join(Municipality, Municipality.id == e.municipality_id)
+            .join(ReportingPeriod, ReportingPeriod.id == e.period_id)
+            .join(Indicator, Indicator.id == e.indicator_id)
+            .outerjoin(TargetGroup, TargetGroup.id == e.target_group_id)
+            .outerjoin(
+                status,
+                and_(status.municipality_id == e.municipality_id, status.period_id == e.period_id),
+            )
+            .order_by(
+                Municipality.name,
+                ReportingPeriod.year,
+                ReportingPeriod.quarter,
+                Indicator.sort_order,
+                Indicator.code,
+                TargetGroup.sort_order,
+            )
+        )
+        return db.session.execute(query.execution_options(yield_per=5000))
+
+
+# --- the workbook --------------------------------------------------------------------
+
+
+class ReportWriter:
+    """Writes a :class:`ReportData` into a workbook, one sheet after the other."""
+
+    def __init__(self, data: ReportData, user: Any, target: str | IO[bytes]) -> None:
+        self.data = data
+        self.user = user
+        self.book = exports.new_workbook(target, constant_memory=True)
+        self.cells = exports.CellWriter(self.book)
+        fmt = self.cells.format
+        self.title = fmt(None, bold=True, font_size=14)
+        self.label = fmt(None, bold=True)
+        self.wrap = fmt(None, text_wrap=True, valign="top")
+        self.integer = fmt(exports.INTEGER)
+        self.one = fmt(exports.ONE_DECIMAL)
+        self.two = fmt(exports.TWO_DECIMALS)
+        self.percent = fmt("0.0 %")
+        self.total_integer = fmt(exports.INTEGER, bold=True, top=1)
+        self.total_one = fmt(exports.ONE_DECIMAL, bold=True, top=1)
+        self.total_two = fmt(exports.TWO_DECIMALS, bold=True, top=1)
+        self.total_text = fmt(None, bold=True, top=1)
+        self.range_label = f"{data.first} – {data.last}"
+
+    def write(self) -> None:
+        """Write every sheet and close the workbook."""
+        self.overview()
+        self.figures()
+        self.time_series()
+        self.target_groups()
+        self.posts()
+        self.rooms()
+        self.partners()
+        self.submission_status()
+        if self.data.options.include_raw:
+            self.raw_data()
+        self.book.close()
+
+    # --- helpers ---------------------------------------------------------------
+    def _value_format(self, indicator: Indicator, total: bool = False) -> Any:
+        if indicator.decimal_places:
+            return self.total_two if total else self.two
+        return self.total_integer if total else self.integer
+
+    def _rate_format(self, indicator: Indicator, total: bool = False) -> Any:
+        if indicator.decimal_places:
+            return self.total_two if total else self.two
+        return self.total_one if total else self.one
+
+    def _sheet(
+        self, name: str, heading: str, headers: Sequence[str], widths: Sequence[float]
+    ) -> Any:
+        """A sheet with a title line, a note line, then the header row (frozen)."""
+        sheet = self.book.add_worksheet(name)
+        for col, width in enumerate(widths):
+            sheet.set_column(col, col, width)
+        sheet.write_string(0, 0, heading, self.title)
+        sheet.write_string(1, 0, f"Zeitraum: {self.range_label}")
+        sheet.set_row(3, 30)
+        self.cells.header_row(sheet, 3, headers)
+        sheet.freeze_panes(4, 1)
+        return sheet
+
+    def _row(self, sheet: Any, row: int, values: Sequence[Any], formats: Sequence[Any]) -> None:
+        self.cells.write_row(sheet, row, values, formats)
+
+    @staticmethod
+    def _sum(values: Iterable[float | None]) -> float | None:
+        present = [v for v in values if v is not None]
+        return sum(present) if present else None
+
+    # --- sheets ----------------------------------------------------------------
+    def overview(self) -> None:
+        data = self.data
+        sheet = self.book.add_worksheet("Übersicht")
+        sheet.set_column(0, 0, 34)
+        sheet.set_column(1, 1, 80)
+        approved = sum(1 for s in data.submissions if s.status == APPROVED)
+        submitted = sum(1 for s in data.submissions if s.status == SUBMITTED)
+        expected = len(data.towns) * len(data.periods)
+        basis = (
+            "nur freigegebene Meldungen"
+            if data.options.approved_only
+            else "alle erfassten Werte (auch nicht freigegebene)"
+        )
+        creator = f"{self.user.name} ({role_label(self.user.role)})"
+        sheet.write_string(0, 0, "KIM-Evaluationsbericht", self.title)
+        sheet.write_string(1, 0, "Kommunales Integrationsmanagement – Hochsauerlandkreis")
+        rows: list[tuple[str, Any, Any]] = [
+            ("Zeitraum", self.range_label, None),
+            ("Quartale", len(data.periods), self.integer),
+            ("Erstellt am", datetime.now(tz=self.cells.tz).replace(tzinfo=None), None),
+            ("Erstellt von", creator, None),
+            ("Kommunen", ", ".join(t.name for t in data.towns), self.wrap),
+            ("Datenbasis", basis, None),
+            ("Meldungen erwartet", expected, self.integer),
+            ("davon freigegeben", approved, self.integer),
+            ("davon gemeldet, noch nicht freigegeben", submitted, self.integer),
+            ("Freigabequote", approved / expected if expected else 0, self.percent),
+            ("Veröffentlichung", "interne Fassung: alle Werte exakt", None),
+        ]
+        row = 3
+        for label, value, fmt in rows:
+            sheet.write_string(row, 0, label, self.label)
+            if isinstance(value, datetime):
+                self.cells.write(sheet, row, 1, value, self.cells.datetime)
+            else:
+                self.cells.write(sheet, row, 1, value, fmt)
+            row += 1
+        row += 1
+        sheet.write_string(row, 0, "Legende", self.label)
+        legend = [
+            ("Bewegungsgröße", "im Zeitraum summiert (z. B. neue Fälle je Quartal)"),
+            ("Bestandsgröße", f"Stand am Ende des Zeitraums ({data.last})"),
+            ("je 1.000 Einwohner", "Wert ÷ Einwohnerzahl × 1.000"),
+            ("leere Zelle", "kein Wert gemeldet"),
+            ("Summe", "vom Programm berechnet, nicht als Formel"),
+            ("VZÄ", "Vollzeitäquivalente (Stellenanteile)"),
+        ]
+        for label, text in legend:
+            row += 1
+            sheet.write_string(row, 0, label)
+            sheet.write_string(row, 1, text)
+        row += 2
+        sheet.write_string(row, 0, "Blätter", self.label)
+        for name in SHEETS[1:] if data.options.include_raw else SHEETS[1:-1]:
+            row += 1
+            sheet.write_string(row, 0, name)
+
+    def figures(self) -> None:
+        """Kennzahlen: municipality × indicator, totals, per 1,000 inhabitants, bar chart."""
+        data = self.data
+        indicators = data.indicators
+        headers = ["Kommune", "AGS", "Einwohner"]
+        headers += [f"{i.code} – {i.name}" for i in indicators]
+        headers += [f"{i.code} je 1.000 Einwohner" for i in indicators]
+        n = len(indicators)
+        sheet = self._sheet(
+            "Kennzahlen",
+            f"Kennzahlen je Kommune (Bewegungsgrößen summiert, Bestandsgrößen zum {data.last})",
+            headers,
+            [24, 10, 12] + [16] * (2 * n),
+        )
+        value_formats = [self._value_format(i) for i in indicators]
+        rate_formats = [self._rate_format(i) for i in indicators]
+        row = 4
+        for town in data.towns:
+            values = [data.range_values.get((town.id, i.id)) for i in indicators]
+            rates = [
+                v / town.population * 1000 if v is not None and town.population else None
+                for v in values
+            ]
+            self._row(
+                sheet,
+                row,
+                [town.name, town.ags, town.population, *values, *rates],
+                [None, None, self.integer, *value_formats, *rate_formats],
+            )
+            row += 1
+        last_town_row = row - 1
+        population = sum(t.population for t in data.towns)
+        totals = [
+            self._sum(data.range_values.get((t.id, i.id)) for t in data.towns) for i in indicators
+        ]
+        total_rates = [
+            v / population * 1000 if v is not None and population else None for v in totals
+        ]
+        self._row(
+            sheet,
+            row,
+            [TOTAL, "", population, *totals, *total_rates],
+            [
+                self.total_text,
+                self.total_text,
+                self.total_integer,
+                *[self._value_format(i, True) for i in indicators],
+                *[self._rate_format(i, True) for i in indicators],
+            ],
+        )
+        sheet.autofilter(3, 0, last_town_row, len(headers) - 1)
+        chart = self.book.add_chart({"type": "column"})
+        for offset, indicator in enumerate(indicators):
+            if indicator.decimal_places:
+                continue  # FTE per 1,000 inhabitants would vanish beside case counts
+            col = 3 + n + offset
+            chart.add_series(
+                {
+                    "name": f"{indicator.code} je 1.000 EW",
+                    "categories": ["Kennzahlen", 4, 0, last_town_row, 0],
+                    "values": ["Kennzahlen", 4, col, last_town_row, col],
+                }
+            )
+        chart.set_title({"name": "Kennzahlen je 1.000 Einwohner"})
+        chart.set_y_axis({"name": "je 1.000 Einwohner", "num_format": "#,##0.0"})
+        chart.set_legend({"position": "bottom"})
+        chart.set_size({"width": 960, "height": 420})
+        sheet.insert_chart(row + 2, 0, chart)
+
+    def time_series(self) -> None:
+        """Zeitreihe: each indicator per quarter, all chosen municipalities, line chart."""
+        data = self.data
+        indicators = data.indicators
+        headers = ["Quartal", "Quartalsende", *[f"{i.code} – {i.name}" for i in indicators]]
+        sheet = self._sheet(
+            "Zeitreihe",
+            "Zeitreihe: Summe der gewählten Kommunen je Quartal",
+            headers,
+            [12, 14] + [16] * len(indicators),
+        )
+        formats = [None, self.cells.date, *[self._value_format(i) for i in indicators]]
+        row = 4
+        for period in data.periods:
+            values = [data.series.get((period.id, i.id)) for i in indicators]
+            self._row(sheet, row, [str(period), period.ends_on, *values], formats)
+            row += 1
+        last_row = row - 1
+        totals = []
+        for indicator in indicators:
+            if indicator.kind == "stock":
+                totals.append(data.series.get((data.last.id, indicator.id)))
+            else:
+                totals.append(
+                    self._sum(data.series.get((p.id, indicator.id)) for p in data.periods)
+                )
+        self._row(
+            sheet,
+            row,
+            ["Zeitraum", data.last.ends_on, *totals],
+            [
+                self.total_text,
+                self.cells.format(exports.DATE, bold=True, top=1),
+                *[self._value_format(i, True) for i in indicators],
+            ],
+        )
+        sheet.write_string(row + 1, 0, "Bewegungsgrößen summiert, Bestandsgrößen zum Ende.")
+        sheet.autofilter(3, 0, last_row, len(headers) - 1)
+        chart = self.book.add_chart({"type": "line"})
+        for offset, indicator in enumerate(indicators):
+            if indicator.decimal_places:
+                continue
+            col = 2 + offset
+            chart.add_series(
+                {
+                    "name": f"{indicator.code}",
+                    "categories": ["Zeitreihe", 4, 0, last_row, 0],
+                    "values": ["Zeitreihe", 4, col, last_row, col],
+                    "marker": {"type": "circle", "size": 5},
+                }
+            )
+        chart.set_title({"name": "Kennzahlen je Quartal"})
+        chart.set_y_axis({"name": "Anzahl", "num_format": "#,##0"})
+        chart.set_legend({"position": "bottom"})
+        chart.set_size({"width": 960, "height": 420})
+        sheet.insert_chart(row + 3, 0, chart)
+
+    def target_groups(self) -> None:
+        """Zielgruppen: municipality × target group for indicators broken down by group."""
+        data = self.data
+        indicators = [i for i in data.indicators if i.by_target_group]
+        headers = ["Kommune", "Zielgruppe", *[f"{i.code} – {i.name}" for i in indicators]]
+        sheet = self._sheet(
+            "Zielgruppen",
+            "Kennzahlen nach Zielgruppe (Bewegungsgrößen summiert, Bestandsgrößen zum "
+            f"{data.last})",
+            headers,
+            [24, 40] + [16] * len(indicators),
+        )
+        formats = [None, None, *[self._value_format(i) for i in indicators]]
+        row = 4
+        for town in data.towns:
+            for group in data.groups:
+                values = [data.group_values.get((town.id, i.id, group.id)) for i in indicators]
+                if all(v is None for v in values) and not group.active:
+                    continue
+                self._row(sheet, row, [town.name, group.name, *values], formats)
+                row += 1
+        last_row = row - 1
+        totals = [
+            self._sum(v for (_, ind, _), v in data.group_values.items() if ind == i.id)
+            for i in indicators
+        ]
+        total_formats = [self._value_format(i, True) for i in indicators]
+        self._row(
+            sheet,
+            row,
+            [TOTAL, "alle Zielgruppen", *totals],
+            [self.total_text, self.total_text, *total_formats],
+        )
+        sheet.autofilter(3, 0, max(last_row, 4), len(headers) - 1)
+        row += 2
+        sheet.write_string(row, 0, "Summe je Zielgruppe (alle gewählten Kommunen)", self.label)
+        for group in data.groups:
+            values = [
+                self._sum(data.group_values.get((t.id, i.id, group.id)) for t in data.towns)
+                for i in indicators
+            ]
+            if all(v is None for v in values) and not group.active:
+                continue
+            row += 1
+            self._row(sheet, row, [TOTAL, group.name, *values], formats)
+
+    def posts(self) -> None:
+        """Stellen: FTE by municipality, function and Baustein."""
+        data = self.data
+        district = self.user.role != MUNICIPAL_STAFF
+        names = {t.id: t.name for t in data.towns}
+        functions = dict(POST_FUNCTIONS)
+        bausteine = dict(BAUSTEINE)
+        order = {code: n for n, (code, _) in enumerate(BAUSTEINE)}
+        rows = sorted(
+            data.posts(include_district_level=district),
+            key=lambda r: (r[0] is not None, names.get(r[0], ""), order.get(r[2], 9), r[1]),
+        )
+        headers = [
+            "Kommune",
+            "Funktion",
+            "Baustein",
+            "Stellen",
+            "VZÄ gesamt",
+            "VZÄ besetzt",
+            "VZÄ vakant/ausgeschrieben",
+        ]
+        sheet = self._sheet(
+            "Stellen",
+            "Stellen im Zeitraum nach Kommune, Funktion und Baustein",
+            headers,
+            [24, 24, 40, 10, 14, 14, 22],
+        )
+        formats = [None, None, None, self.integer, self.two, self.two, self.two]
+        row = 4
+        for town, function, baustein, count, fte, filled, vacant in rows:
+            self._row(
+                sheet,
+                row,
+                [
+                    names.get(town, DISTRICT_LEVEL),
+                    functions.get(function, function),
+                    bausteine.get(baustein, baustein),
+                    count,
+                    _number(fte),
+                    _number(filled),
+                    _number(vacant),
+                ],
+                formats,
+            )
+            row += 1
+        sheet.autofilter(3, 0, max(row - 1, 4), len(headers) - 1)
+        totals = [sum(_number(r[k]) or 0 for r in rows) for k in (3, 4, 5, 6)]
+        self._row(
+            sheet,
+            row,
+            [TOTAL, "", "", *totals],
+            [self.total_text] * 3 + [self.total_integer, *[self.total_two] * 3],
+        )
+
+    def rooms(self) -> None:
+        """Räume: active rooms, barrier-free rooms and seats per municipality."""
+        data = self.data
+        rooms = data.rooms()
+        headers = ["Kommune", "Räume", "davon barrierefrei", "Plätze"]
+        sheet = self._sheet("Räume", "Aktive Beratungsräume je Kommune", headers, [24, 10, 18, 10])
+        row = 4
+        for town in data.towns:
+            count, free, seats = rooms.get(town.id, (0, 0, 0))
+            self._row(sheet, row, [town.name, count, free, seats], [None] + [self.integer] * 3)
+            row += 1
+        sheet.autofilter(3, 0, row - 1, len(headers) - 1)
+        totals = [sum(rooms.get(t.id, (0, 0, 0))[k] for t in data.towns) for k in range(3)]
+        self._row(sheet, row, [TOTAL, *totals], [self.total_text] + [self.total_integer] * 3)
+
+    def partners(self) -> None:
+        """Partner: kind, municipalities and target groups served."""
+        data = self.data
+        kinds = dict(PARTNER_KINDS)
+        headers = [
+            "Name",
+            "Art",
+            "Kommunen",
+            "Zielgruppen",
+            "Kooperation seit",
+            "Schriftliche Vereinbarung",
+            "Aktiv",
+        ]
+        sheet = self._sheet(
+            "Partner",
+            "Kooperationspartner der gewählten Kommunen",
+            headers,
+            [36, 30, 36, 50, 16, 14, 8],
+        )
+        row = 4
+        partners = data.partners()
+        for partner, towns, groups in partners:
+            self._row(
+                sheet,
+                row,
+                [
+                    partner.name,
+                    kinds.get(partner.kind, partner.kind),
+                    ", ".join(towns),
+                    ", ".join(groups),
+                    partner.cooperation_since,
+                    partner.written_agreement,
+                    partner.active,
+                ],
+                [None] * 7,
+            )
+            row += 1
+        sheet.autofilter(3, 0, max(row - 1, 4), len(headers) - 1)
+        active = sum(1 for p, _, _ in partners if p.active)
+        self._row(
+            sheet,
+            row,
+            [f"{len(partners)} Partner, davon {active} aktiv"],
+            [self.total_text],
+        )
+
+    def submission_status(self) -> None:
+        """Meldestand: municipality × quarter with status and punctuality."""
+        data = self.data
+        by_cell = {(s.municipality_id, s.period_id): s for s in data.submissions}
+        headers = ["Kommune", *[str(p) for p in data.periods]]
+        sheet = self._sheet(
+            "Meldestand",
+            "Meldestand je Kommune und Quartal",
+            headers,
+            [24] + [18] * len(data.periods),
+        )
+        late = self.cells.format(None, font_color="#9C0006")
+        row = 4
+        for town in data.towns:
+            sheet.write_string(row, 0, town.name)
+            for col, period in enumerate(data.periods, start=1):
+                sub = by_cell.get((town.id, period.id))
+                status = sub.status if sub else None
+                text = STATUS_LABELS.get(status, status)
+                punctual = on_time(sub) if sub else None
+                if punctual is False:
+                    text += " (verspätet)"
+                sheet.write_string(row, col, text, late if punctual is False else None)
+            row += 1
+        sheet.autofilter(3, 0, row - 1, len(headers) - 1)
+        expected = len(data.towns) or 1
+        for label, test in (
+            ("Meldequote", lambda s: s.status in (SUBMITTED, APPROVED)),
+            ("Freigabequote", lambda s: s.status == APPROVED),
+        ):
+            rates = []
+            for period in data.periods:
+                cells = [by_cell.get((t.id, period.id)) for t in data.towns]
+                rates.append(sum(1 for s in cells if s and test(s)) / expected)
+            fmt = self.cells.format("0.0 %", bold=True, top=1)
+            self._row(sheet, row, [label, *rates], [self.total_text] + [fmt] * len(rates))
+            row += 1
+
+    def raw_data(self) -> None:
+        """Rohdaten: every figure of the range, one row each."""
+        headers = [
+            "Kommune",
+            "AGS",
+            "Jahr",
+            "Quartal",
+            "Kennzahl (Kürzel)",
+            "Kennzahl",
+            "Zielgruppe",
+            "Wert",
+            "Status",
+            "Kommentar",
+            "Zuletzt geändert",
+        ]
+        sheet = self.book.add_worksheet("Rohdaten")
+        for col, width in enumerate([24, 10, 6, 8, 14, 36, 36, 10, 14, 40, 17]):
+            sheet.set_column(col, col, width)
+        self.cells.header_row(sheet, 0, headers)
+        sheet.freeze_panes(1, 0)
+        year = self.cells.format("0")
+        formats = [None, None, year, None, None, None, None, None, None, None, None]
+        write_row = self.cells.write_row
+        labels = STATUS_LABELS
+        row = 0
+        for (
+            town,
+            ags,
+            y,
+            quarter,
+            code,
+            name,
+            group,
+            value,
+            status,
+            comment,
+            changed,
+        ) in self.data.raw_rows():
+            row += 1
+            if row >= exports.MAX_SHEET_ROWS:
+                break  # Excel's limit; the list export of Kennzahlwerte has every row
+            write_row(
+                sheet,
+                row,
+                (
+                    town,
+                    ags,
+                    y,
+                    f"Q{quarter}",
+                    code,
+                    name,
+                    group,
+                    value,
+                    labels.get(status, labels[None] if status is None else status),
+                    comment,
+                    changed,
+                ),
+                formats,
+            )
+        sheet.autofilter(0, 0, max(row, 1), len(headers) - 1)
+
+
+def build(options: ReportOptions, user: Any, target: str | IO[bytes]) -> ReportData:
+    """Write the report for ``options`` as seen by ``user`` into ``target``."""
+    data = ReportData(scoped_options(options, user))
+    ReportWriter(data, user, target).write()
+    return data
+
+
+def default_options(user: Any) -> dict[str, Any]:
+    """Form defaults: the last four completed quarters, all KIM participants."""
+    today = date.today()
+    current = today.year * 10 + (today.month - 1) // 3 + 1
+    periods = db.session.scalars(
+        select(ReportingPeriod).order_by(
+            ReportingPeriod.year.desc(), ReportingPeriod.quarter.desc()
+        )
+    ).all()
+    recent = ([p for p in periods if period_key(p) < current] or periods)[:4]
+    towns = db.session.scalars(
+        select(Municipality.id).where(Municipality.kim_participant.is_(True))
+    ).all()
+    if user.role == MUNICIPAL_STAFF:
+        towns = [user.municipality_id]
+    return {
+        "first": recent[-1].id if recent else None,
+        "last": recent[0].id if recent else None,
+        "municipalities": list(towns),
+    }

@@ -1,0 +1,431 @@
+"""The evaluation report: sheets, totals against the database, scope, safety, queries."""
+
+from __future__ import annotations
+
+import io
+import random
+import re
+import zipfile
+from datetime import date
+from decimal import Decimal
+
+import openpyxl
+import pytest
+from sqlalchemy import event, func, select
+
+from kim_admin import report
+from kim_admin.extensions import db
+from models import (
+    AuditEvent,
+    Indicator,
+    MonitoringEntry,
+    Municipality,
+    Partner,
+    Post,
+    ReportingPeriod,
+    Room,
+    Submission,
+    TargetGroup,
+    User,
+)
+
+TOWNS = ["Arnsberg", "Meschede", "Sundern (Sauerland)"]
+INJECTED_NAME = '=HYPERLINK("http://x","y")'
+INJECTED_COMMENT = "{=1+1}"
+
+
+@pytest.fixture
+def world(app, accounts):
+    """Four quarters of 2025 with random figures for three towns.
+
+    Arnsberg and Meschede have every quarter approved; Sundern's Q4 is still a
+    draft, so "approved only" must leave it out.
+    """
+    rng = random.Random(7)  # noqa: S311 (test data, not secrets)
+    with app.app_context():
+        towns = {
+            m.name: m
+            for m in db.session.scalars(select(Municipality).where(Municipality.name.in_(TOWNS)))
+        }
+        periods = []
+        for quarter in (1, 2, 3, 4):
+            period = ReportingPeriod(
+                year=2025, quarter=quarter, deadline=date(2025, 3 * quarter, 28)
+            )
+            db.session.add(period)
+            periods.append(period)
+        db.session.flush()
+        indicators = db.session.scalars(select(Indicator)).all()
+        groups = db.session.scalars(select(TargetGroup)).all()
+        for town in towns.values():
+            for period in periods:
+                for indicator in indicators:
+                    for group in groups if indicator.by_target_group else [None]:
+                        value = Decimal(rng.randint(0, 40))
+                        if indicator.decimal_places:
+                            value = Decimal(rng.randint(1, 300)) / 100
+                        db.session.add(
+                            MonitoringEntry(
+                                municipality=town,
+                                period=period,
+                                indicator=indicator,
+                                target_group=group,
+                                value=value,
+                            )
+                        )
+                draft = town.name.startswith("Sundern") and period.quarter == 4
+                db.session.add(
+                    Submission(
+                        municipality=town, period=period, status="draft" if draft else "approved"
+                    )
+                )
+        partner = Partner(name=INJECTED_NAME, kind="sonstige", municipalities=[towns["Arnsberg"]])
+        db.session.add(partner)
+        db.session.add(
+            Partner(name="Nur Meschede e. V.", kind="sonstige", municipalities=[towns["Meschede"]])
+        )
+        db.session.add(
+            Room(name="Raum A", municipality=towns["Arnsberg"], seats=6, barrier_free=True)
+        )
+        db.session.add(Room(name="Raum B", municipality=towns["Arnsberg"], seats=4))
+        db.session.add(Room(name="Raum M", municipality=towns["Meschede"], seats=8))
+        db.session.add(
+            Post(
+                title="CM Arnsberg",
+                municipality=towns["Arnsberg"],
+                employer_type="kommune",
+                function="case_management",
+                baustein="2",
+                fte=Decimal("0.75"),
+                status="besetzt",
+            )
+        )
+        db.session.add(
+            Post(
+                title="Koordination",
+                municipality=None,
+                function="koordination",
+                baustein="1",
+                fte=Decimal("1.00"),
+                status="vakant",
+            )
+        )
+        entry = db.session.scalars(
+            select(MonitoringEntry).where(MonitoringEntry.municipality == towns["Arnsberg"])
+        ).first()
+        entry.comment = INJECTED_COMMENT
+        db.session.commit()
+        return {
+            "towns": {name: t.id for name, t in towns.items()},
+            "periods": [p.id for p in periods],
+        }
+
+
+def _build(app, world, email, towns=TOWNS, approved_only=True, first=0, last=3, raw=True):
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.email == email))
+        options = report.ReportOptions(
+            world["periods"][first],
+            world["periods"][last],
+            tuple(world["towns"][t] for t in towns),
+            approved_only=approved_only,
+            include_raw=raw,
+        )
+        buffer = io.BytesIO()
+        report.build(options, user, buffer)
+    return buffer.getvalue()
+
+
+def _book(data: bytes) -> openpyxl.Workbook:
+    return openpyxl.load_workbook(io.BytesIO(data))
+
+
+def _rows(sheet, header_row=4):
+    """Data rows as dicts keyed by the header cells."""
+    rows = list(sheet.iter_rows(min_row=header_row, values_only=True))
+    header = rows[0]
+    return [dict(zip(header, row, strict=False)) for row in rows[1:]]
+
+
+def _expected(app, world, towns, approved_only=True, first=0, last=3):
+    """Per town and indicator code: flows summed, stocks at the last quarter (plain SQL)."""
+    periods = world["periods"][first : last + 1]
+    with app.app_context():
+        query = (
+            select(Municipality.name, Indicator.code, Indicator.kind, MonitoringEntry.period_id)
+            .add_columns(func.sum(MonitoringEntry.value))
+            .join(Municipality, Municipality.id == MonitoringEntry.municipality_id)
+            .join(Indicator, Indicator.id == MonitoringEntry.indicator_id)
+            .where(Municipality.name.in_(towns), MonitoringEntry.period_id.in_(periods))
+            .group_by(Municipality.name, Indicator.code, Indicator.kind, MonitoringEntry.period_id)
+        )
+        approved = {
+            (s.municipality_id, s.period_id)
+            for s in db.session.scalars(select(Submission).where(Submission.status == "approved"))
+        }
+        ids = {name: world["towns"][name] for name in towns}
+        result: dict[tuple[str, str], float] = {}
+        for town, code, kind, period, total in db.session.execute(query):
+            if approved_only and (ids[town], period) not in approved:
+                continue
+            if kind == "stock" and period != periods[-1]:
+                continue
+            result[(town, code)] = result.get((town, code), 0) + float(total)
+    return result
+
+
+def test_sheets_and_headers(app, world, accounts):
+    book = _book(_build(app, world, accounts.steering))
+    assert book.sheetnames == report.SHEETS
+    kennzahlen = book["Kennzahlen"]
+    header = [c.value for c in kennzahlen[4]]
+    assert header[:3] == ["Kommune", "AGS", "Einwohner"]
+    assert "CM_NEU – Neue Case-Management-Fälle" in header
+    assert "CM_NEU je 1.000 Einwohner" in header
+    assert kennzahlen.freeze_panes == "B5"
+    assert kennzahlen.auto_filter.ref.startswith("A4:")
+    raw = book["Rohdaten"]
+    assert [c.value for c in raw[1]][:8] == [
+        "Kommune",
+        "AGS",
+        "Jahr",
+        "Quartal",
+        "Kennzahl (Kürzel)",
+        "Kennzahl",
+        "Zielgruppe",
+        "Wert",
+    ]
+    overview = {r[0]: r[1] for r in book["Übersicht"].iter_rows(values_only=True) if r[0]}
+    assert overview["Zeitraum"] == "Q1/2025 – Q4/2025"
+    assert overview["Datenbasis"] == "nur freigegebene Meldungen"
+    assert overview["Meldungen erwartet"] == 12
+    assert overview["davon freigegeben"] == 11
+
+
+@pytest.mark.parametrize("approved_only", [True, False])
+def test_figures_match_database(app, world, accounts, approved_only):
+    """Flows summed over the range, stocks at its end, totals the sum of the rows."""
+    book = _book(_build(app, world, accounts.steering, approved_only=approved_only))
+    expected = _expected(app, world, TOWNS, approved_only)
+    with app.app_context():
+        indicators = db.session.scalars(select(Indicator).order_by(Indicator.sort_order)).all()
+        population = {m.name: m.population for m in db.session.scalars(select(Municipality))}
+    rows = {r["Kommune"]: r for r in _rows(book["Kennzahlen"])}
+    for indicator in indicators:
+        column = f"{indicator.code} – {indicator.name}"
+        total = 0.0
+        for town in TOWNS:
+            value = expected.get((town, indicator.code))
+            assert rows[town][column] == pytest.approx(value), (town, indicator.code)
+            if value is not None:
+                total += value
+                rate = rows[town][f"{indicator.code} je 1.000 Einwohner"]
+                assert rate == pytest.approx(value / population[town] * 1000)
+        assert rows["Summe"][column] == pytest.approx(total)
+    assert rows["Summe"]["Einwohner"] == sum(population[t] for t in TOWNS)
+    if approved_only:
+        # Sundern's draft Q4 is left out: its stocks at the range's end are empty.
+        assert rows["Sundern (Sauerland)"]["CM_AKT – Aktive Fälle am Quartalsende"] is None
+
+
+def test_time_series_and_target_groups(app, world, accounts):
+    book = _book(_build(app, world, accounts.steering, approved_only=False))
+    with app.app_context():
+        per_quarter = dict(
+            db.session.execute(
+                select(ReportingPeriod.quarter, func.sum(MonitoringEntry.value))
+                .join(ReportingPeriod, ReportingPeriod.id == MonitoringEntry.period_id)
+                .join(Indicator, Indicator.id == MonitoringEntry.indicator_id)
+                .where(Indicator.code == "CM_NEU")
+                .group_by(ReportingPeriod.quarter)
+            ).all()
+        )
+        by_group = dict(
+            db.session.execute(
+                select(TargetGroup.name, func.sum(MonitoringEntry.value))
+                .join(TargetGroup, TargetGroup.id == MonitoringEntry.target_group_id)
+                .join(Indicator, Indicator.id == MonitoringEntry.indicator_id)
+                .join(Municipality, Municipality.id == MonitoringEntry.municipality_id)
+                .where(Indicator.code == "CM_NEU", Municipality.name == "Meschede")
+                .group_by(TargetGroup.name)
+            ).all()
+        )
+    series = _rows(book["Zeitreihe"])
+    column = "CM_NEU – Neue Case-Management-Fälle"
+    for row in series[:4]:
+        quarter = int(row["Quartal"][1])
+        assert row[column] == pytest.approx(float(per_quarter[quarter]))
+        assert row["Quartalsende"].date() == ReportingPeriod(year=2025, quarter=quarter).ends_on
+    assert series[4]["Quartal"] == "Zeitraum"
+    assert series[4][column] == pytest.approx(float(sum(per_quarter.values())))
+    groups = [r for r in _rows(book["Zielgruppen"]) if r["Kommune"] == "Meschede"]
+    for row in groups:
+        assert row[column] == pytest.approx(float(by_group[row["Zielgruppe"]]))
+
+
+def test_master_data_sheets(app, world, accounts):
+    book = _book(_build(app, world, accounts.steering))
+    posts = _rows(book["Stellen"])
+    assert posts[0]["Kommune"] == "Kreisebene"
+    assert posts[0]["VZÄ vakant/ausgeschrieben"] == 1
+    arnsberg = next(r for r in posts if r["Kommune"] == "Arnsberg")
+    assert arnsberg["VZÄ besetzt"] == pytest.approx(0.75)
+    assert posts[-1]["Kommune"] == "Summe" and posts[-1]["VZÄ gesamt"] == pytest.approx(1.75)
+    rooms = {r["Kommune"]: r for r in _rows(book["Räume"])}
+    assert (rooms["Arnsberg"]["Räume"], rooms["Arnsberg"]["davon barrierefrei"]) == (2, 1)
+    assert rooms["Summe"]["Plätze"] == 18
+    status = {r["Kommune"]: r for r in _rows(book["Meldestand"])}
+    assert status["Sundern (Sauerland)"]["Q4/2025"] == "Entwurf"
+    assert status["Arnsberg"]["Q1/2025"] == "freigegeben"
+
+
+def test_number_formats_and_dates(app, world, accounts):
+    book = _book(_build(app, world, accounts.steering))
+    sheet = book["Kennzahlen"]
+    header = [c.value for c in sheet[4]]
+    fte = header.index("VZAE_BES – Besetzte Vollzeitäquivalente am Quartalsende") + 1
+    rate = header.index("CM_NEU je 1.000 Einwohner") + 1
+    assert sheet.cell(5, 3).number_format == "#,##0"
+    assert sheet.cell(5, fte).number_format == "#,##0.00"
+    assert sheet.cell(5, rate).number_format == "#,##0.0"
+    assert sheet.cell(5, 3).font.b is False
+    assert sheet.cell(8, 1).value == "Summe" and sheet.cell(8, 1).font.b
+    assert book["Zeitreihe"].cell(5, 2).is_date
+
+
+def test_native_charts(app, world, accounts):
+    """A line chart on "Zeitreihe" and a bar chart on "Kennzahlen"."""
+    archive = zipfile.ZipFile(io.BytesIO(_build(app, world, accounts.steering)))
+    names = archive.namelist()
+
+    def charts_of(sheet_name: str) -> list[str]:
+        book = archive.read("xl/workbook.xml").decode()
+        sheets = re.findall(r'<sheet name="([^"]+)" sheetId="\d+" r:id="(rId\d+)"', book)
+        index = [name for name, _ in sheets].index(sheet_name) + 1
+        rels = archive.read(f"xl/worksheets/_rels/sheet{index}.xml.rels").decode()
+        drawing = re.search(r"drawings/(drawing\d+\.xml)", rels).group(1)
+        drawing_rels = archive.read(f"xl/drawings/_rels/{drawing}.rels").decode()
+        return [
+            archive.read(f"xl/charts/{c}").decode()
+            for c in re.findall(r"(chart\d+\.xml)", drawing_rels)
+        ]
+
+    assert any(n.startswith("xl/charts/") for n in names)
+    assert any("<c:lineChart>" in chart for chart in charts_of("Zeitreihe"))
+    bar = charts_of("Kennzahlen")
+    assert any("<c:barChart>" in chart and "je 1.000 Einwohner" in chart for chart in bar)
+
+
+def test_municipal_report_is_own_only(app, world, accounts):
+    """Even asked for three towns, Arnsberg's user gets Arnsberg alone."""
+    book = _book(_build(app, world, accounts.arnsberg))
+    text = "\n".join(
+        str(v) for sheet in book for row in sheet.iter_rows(values_only=True) for v in row if v
+    )
+    assert "Arnsberg" in text
+    for other in ("Meschede", "Sundern", "Nur Meschede e. V.", "Kreisebene"):
+        assert other not in text, other
+    expected = _expected(app, world, ["Arnsberg"])
+    rows = {r["Kommune"]: r for r in _rows(book["Kennzahlen"])}
+    assert rows["Arnsberg"]["CM_NEU – Neue Case-Management-Fälle"] == pytest.approx(
+        expected[("Arnsberg", "CM_NEU")]
+    )
+
+
+def test_typed_text_stays_text(app, world, accounts):
+    """A partner named like a formula and a comment like an array formula are strings."""
+    book = _book(_build(app, world, accounts.steering))
+    partner_cells = [row[0] for row in book["Partner"].iter_rows(min_row=5)]
+    injected = [c for c in partner_cells if c.value == INJECTED_NAME]
+    assert injected and injected[0].data_type == "s"
+    comments = [row[9] for row in book["Rohdaten"].iter_rows(min_row=2) if row[9].value]
+    assert [c.value for c in comments] == [INJECTED_COMMENT]
+    assert comments[0].data_type == "s"
+    with zipfile.ZipFile(io.BytesIO(_build(app, world, accounts.steering))) as archive:
+        sheets = [archive.read(n).decode() for n in archive.namelist() if "worksheets/sheet" in n]
+    assert not any("<f>" in s or "<f " in s for s in sheets), "no formula anywhere"
+
+
+def test_queries_do_not_grow_with_municipalities(app, world, accounts):
+    def count(towns):
+        with app.app_context():
+            statements = []
+            listener = lambda *args: statements.append(args[2])  # noqa: E731
+            event.listen(db.engine, "before_cursor_execute", listener)
+            try:
+                _build(app, world, accounts.steering, towns=towns)
+            finally:
+                event.remove(db.engine, "before_cursor_execute", listener)
+        return len(statements)
+
+    assert count(TOWNS[:1]) == count(TOWNS) < 25
+
+
+def test_raw_sheet_can_be_left_out(app, world, accounts):
+    book = _book(_build(app, world, accounts.steering, raw=False))
+    assert book.sheetnames == report.SHEETS[:-1]
+
+
+def test_bad_range_refused(app, world, accounts):
+    with pytest.raises(report.ReportError, match="nach dem letzten"):
+        _build(app, world, accounts.steering, first=3, last=0)
+
+
+# --- the page -------------------------------------------------------------------------
+
+
+def _form(world, towns=TOWNS, first=0, last=3, basis="approved"):
+    return {
+        "first": str(world["periods"][first]),
+        "last": str(world["periods"][last]),
+        "municipalities": [str(world["towns"][t]) for t in towns],
+        "basis": basis,
+    }
+
+
+def test_page_downloads_workbook(app, world, as_steering):
+    page = as_steering.get("/bericht/")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "Bericht herunterladen" in html and "data-download" in html
+    response = as_steering.post("/bericht/", data=_form(world))
+    assert response.status_code == 200
+    assert response.mimetype == report_mimetype()
+    disposition = response.headers["Content-Disposition"]
+    assert 'filename="KIM-Evaluationsbericht_2025-Q1_2025-Q4.xlsx"' in disposition
+    assert _book(response.data).sheetnames == report.SHEETS
+    with app.app_context():
+        event_ = db.session.scalar(select(AuditEvent).where(AuditEvent.object_type == "report"))
+        assert event_.action == "export"
+
+
+def report_mimetype() -> str:
+    return "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def test_page_refuses_bad_input_in_german(world, as_district):
+    response = as_district.post("/bericht/", data=_form(world, first=3, last=0))
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert "Das letzte Quartal darf nicht vor dem ersten liegen." in html
+    # What was chosen comes back selected.
+    assert re.search(rf'<option selected value="{world["periods"][3]}">', html)
+    response = as_district.post("/bericht/", data=_form(world, towns=[]))
+    assert "Bitte mindestens eine Kommune wählen." in response.get_data(as_text=True)
+
+
+def test_page_needs_csrf_token(world, as_steering):
+    response = as_steering.client.post("/bericht/", data=_form(world))
+    assert response.status_code == 400
+    assert "xlsx" not in response.headers.get("Content-Type", "")
+
+
+def test_municipal_user_cannot_ask_for_foreign_towns(world, as_arnsberg):
+    page = as_arnsberg.get("/bericht/").get_data(as_text=True)
+    assert "Arnsberg" in page and "Meschede" not in page
+    response = as_arnsberg.post("/bericht/", data=_form(world, towns=["Meschede"]))
+    assert response.status_code == 400
+    assert "Meschede" not in response.get_data(as_text=True)
+    own = as_arnsberg.post("/bericht/", data=_form(world, towns=["Arnsberg"]))
+    assert own.status_code == 200
+    assert "Meschede" not in str([c.value for s in _book(own.data) for r in s for c in r])
