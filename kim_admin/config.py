@@ -43,6 +43,9 @@ class Config:
     FLASK_ADMIN_RAISE_ON_INTEGRITY_ERROR = False
     # Days after a quarter's deadline during which municipalities may still edit.
     KIM_GRACE_DAYS = 14
+    # Published figures hide counts below this (1 and 2 by default, as the Bundesagentur
+    # für Arbeit does), with secondary suppression; internal exports stay exact.
+    KIM_SUPPRESSION_THRESHOLD = 3
     # Largest upload accepted (Excel templates), in bytes.
     MAX_CONTENT_LENGTH = 5 * 1024 * 1024
     # Failed logins allowed per account and per client address before a pause.
@@ -65,6 +68,8 @@ def load_environment(app: Flask) -> None:
         app.config["RATELIMIT_STORAGE_URI"] = env["KIM_RATELIMIT_STORAGE_URL"]
     if env.get("KIM_SECRET_KEY"):
         app.config["SECRET_KEY"] = env["KIM_SECRET_KEY"]
+    if env.get("KIM_SUPPRESSION_THRESHOLD"):
+        app.config["KIM_SUPPRESSION_THRESHOLD"] = int(env["KIM_SUPPRESSION_THRESHOLD"])
 
 
 def finalize(app: Flask) -> None:

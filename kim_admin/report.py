@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import IO, Any
@@ -35,7 +35,7 @@ from models import (
 from models.partner import PARTNER_KINDS, partner_municipality, partner_target_group
 from models.post import BAUSTEINE, POST_FUNCTIONS
 
-from . import exports
+from . import exports, suppression
 from .extensions import db
 from .permissions import MUNICIPAL_STAFF, role_label
 from .reporting import APPROVED, STATUS_LABELS, SUBMITTED, on_time
@@ -72,6 +72,10 @@ class ReportOptions:
     approved_only: bool = True
     #: The raw-data sheet (one row per figure) may be left out of very large reports.
     include_raw: bool = True
+    #: For publication: small counts hidden (with secondary suppression), no raw data.
+    publish: bool = False
+    #: Counts from 1 to ``threshold - 1`` are hidden in a published report.
+    threshold: int = 3
 
 
 def period_key(period: ReportingPeriod) -> int:
@@ -82,13 +86,7 @@ def period_key(period: ReportingPeriod) -> int:
 def scoped_options(options: ReportOptions, user: Any) -> ReportOptions:
     """A municipal user's report covers their own municipality, whatever was asked."""
     if user.role == MUNICIPAL_STAFF:
-        return ReportOptions(
-            options.first_period_id,
-            options.last_period_id,
-            (user.municipality_id,),
-            options.approved_only,
-            options.include_raw,
-        )
+        return replace(options, municipality_ids=(user.municipality_id,))
     return options
 
 
@@ -200,6 +198,72 @@ class ReportData:
         self.series: dict[tuple[int, int], float] = {
             (p, i): _number(v) for p, i, v in series if v is not None
         }
+
+    # --- publication --------------------------------------------------------------
+    def total(self, indicator: Indicator) -> float | None:
+        """The indicator over all chosen municipalities (flows summed, stocks at the end)."""
+        present = [
+            v for t in self.towns if (v := self.range_values.get((t.id, indicator.id))) is not None
+        ]
+        return sum(present) if present else None
+
+    def group_total(self, indicator: Indicator, group: TargetGroup) -> float | None:
+        """One target group's figure over all chosen municipalities."""
+        present = [
+            v
+            for t in self.towns
+            if (v := self.group_values.get((t.id, indicator.id, group.id))) is not None
+        ]
+        return sum(present) if present else None
+
+    def hidden_cells(self) -> set:
+        """Keys of the counts a published report hides (empty for internal reports).
+
+        Keys name each published count once, wherever it appears: ``("K", town,
+        indicator)`` a municipality's figure (Kennzahlen, and the row total of
+        Zielgruppen), ``("KT", indicator)`` the total over the municipalities
+        (also the Zeitreihe's total), ``("G", town, indicator, group)`` and
+        ``("GC", indicator, group)`` the Zielgruppen cells and their totals,
+        ``("Z", period, indicator)`` a quarter of the Zeitreihe. Every sum the
+        workbook shows is one line.
+        """
+        if not self.options.publish:
+            return set()
+        values: dict[tuple, float | None] = {}
+        lines: list[list[tuple]] = []
+        totals: set[tuple] = set()
+        for i in (i for i in self.indicators if not i.decimal_places):
+            figures = [("K", t.id, i.id) for t in self.towns]
+            for t in self.towns:
+                values[("K", t.id, i.id)] = self.range_values.get((t.id, i.id))
+            values[("KT", i.id)] = self.total(i)
+            totals.add(("KT", i.id))
+            lines.append([*figures, ("KT", i.id)])
+            if i.by_target_group:
+                totals.update(figures)
+                for g in self.groups:
+                    values[("GC", i.id, g.id)] = self.group_total(i, g)
+                    totals.add(("GC", i.id, g.id))
+                    lines.append(
+                        [*[("G", t.id, i.id, g.id) for t in self.towns], ("GC", i.id, g.id)]
+                    )
+                for t in self.towns:
+                    for g in self.groups:
+                        values[("G", t.id, i.id, g.id)] = self.group_values.get((t.id, i.id, g.id))
+                    row = [("G", t.id, i.id, g.id) for g in self.groups]
+                    lines.append([*row, ("K", t.id, i.id)])
+                lines.append([*[("GC", i.id, g.id) for g in self.groups], ("KT", i.id)])
+            for p in self.periods:
+                values[self.series_key(p, i)] = self.series.get((p.id, i.id))
+            if i.kind == "flow":
+                lines.append([*[("Z", p.id, i.id) for p in self.periods], ("KT", i.id)])
+        return suppression.protect(values, lines, self.options.threshold, totals)
+
+    def series_key(self, period: ReportingPeriod, indicator: Indicator) -> tuple:
+        """Key of a Zeitreihe cell: a stock's last quarter is the range's total itself."""
+        if indicator.kind == "stock" and period.id == self.last.id:
+            return ("KT", indicator.id)
+        return ("Z", period.id, indicator.id)
 
     # --- master data, grouped in the database --------------------------------------
     def posts(self, include_district_level: bool) -> list[tuple[Any, ...]]:
@@ -327,6 +391,8 @@ class ReportWriter:
         self.total_two = fmt(exports.TWO_DECIMALS, bold=True, top=1)
         self.total_text = fmt(None, bold=True, top=1)
         self.range_label = f"{data.first} – {data.last}"
+        self.hidden = data.hidden_cells()
+        self.dot = fmt(None, align="right")
 
     def write(self) -> None:
         """Write every sheet and close the workbook."""
@@ -338,7 +404,7 @@ class ReportWriter:
         self.rooms()
         self.partners()
         self.submission_status()
-        if self.data.options.include_raw:
+        if self.data.options.include_raw and not self.data.options.publish:
             self.raw_data()
         self.book.close()
 
@@ -368,7 +434,20 @@ class ReportWriter:
         return sheet
 
     def _row(self, sheet: Any, row: int, values: Sequence[Any], formats: Sequence[Any]) -> None:
+        if self.hidden:
+            formats = self._row_formats(values, formats)
         self.cells.write_row(sheet, row, values, formats)
+
+    def _shown(self, key: tuple, value: Any) -> Any:
+        """The value, or "." where a published report hides it."""
+        return suppression.SUPPRESSED if key in self.hidden else value
+
+    def _row_formats(self, values: Sequence[Any], formats: Sequence[Any]) -> list[Any]:
+        """Hidden cells are right-aligned like the numbers around them."""
+        return [
+            self.dot if v == suppression.SUPPRESSED else f
+            for v, f in zip(values, formats, strict=True)
+        ]
 
     @staticmethod
     def _sum(values: Iterable[float | None]) -> float | None:
@@ -403,7 +482,7 @@ class ReportWriter:
             ("davon freigegeben", approved, self.integer),
             ("davon gemeldet, noch nicht freigegeben", submitted, self.integer),
             ("Freigabequote", approved / expected if expected else 0, self.percent),
-            ("Veröffentlichung", "interne Fassung: alle Werte exakt", None),
+            ("Veröffentlichung", self.publication_note(), self.wrap),
         ]
         row = 3
         for label, value, fmt in rows:
@@ -429,9 +508,22 @@ class ReportWriter:
             sheet.write_string(row, 1, text)
         row += 2
         sheet.write_string(row, 0, "Blätter", self.label)
-        for name in SHEETS[1:] if data.options.include_raw else SHEETS[1:-1]:
+        raw = data.options.include_raw and not data.options.publish
+        for name in SHEETS[1:] if raw else SHEETS[1:-1]:
             row += 1
             sheet.write_string(row, 0, name)
+
+    def publication_note(self) -> str:
+        """What the Übersicht says about small-number suppression."""
+        options = self.data.options
+        if not options.publish:
+            return "interne Fassung: alle Werte exakt"
+        small = "1" if options.threshold == 2 else f"1 bis {options.threshold - 1}"
+        return (
+            f"für Veröffentlichung: Fallzahlen von {small} als „.“ (Schwelle {options.threshold}), "
+            "dazu Sekundärsperrung, damit kein Wert aus Summen errechnet werden kann; "
+            "ohne Rohdaten"
+        )
 
     def figures(self) -> None:
         """Kennzahlen: municipality × indicator, totals, per 1,000 inhabitants, bar chart."""
@@ -451,11 +543,14 @@ class ReportWriter:
         rate_formats = [self._rate_format(i) for i in indicators]
         row = 4
         for town in data.towns:
-            values = [data.range_values.get((town.id, i.id)) for i in indicators]
+            exact = [data.range_values.get((town.id, i.id)) for i in indicators]
             rates = [
                 v / town.population * 1000 if v is not None and town.population else None
-                for v in values
+                for v in exact
             ]
+            keys = [("K", town.id, i.id) for i in indicators]
+            values = [self._shown(k, v) for k, v in zip(keys, exact, strict=True)]
+            rates = [self._shown(k, v) for k, v in zip(keys, rates, strict=True)]
             self._row(
                 sheet,
                 row,
@@ -465,11 +560,12 @@ class ReportWriter:
             row += 1
         last_town_row = row - 1
         population = sum(t.population for t in data.towns)
-        totals = [
-            self._sum(data.range_values.get((t.id, i.id)) for t in data.towns) for i in indicators
-        ]
+        exact = [data.total(i) for i in indicators]
+        keys = [("KT", i.id) for i in indicators]
+        totals = [self._shown(k, v) for k, v in zip(keys, exact, strict=True)]
         total_rates = [
-            v / population * 1000 if v is not None and population else None for v in totals
+            self._shown(k, v / population * 1000 if v is not None and population else None)
+            for k, v in zip(keys, exact, strict=True)
         ]
         self._row(
             sheet,
@@ -516,18 +612,20 @@ class ReportWriter:
         formats = [None, self.cells.date, *[self._value_format(i) for i in indicators]]
         row = 4
         for period in data.periods:
-            values = [data.series.get((period.id, i.id)) for i in indicators]
+            values = [
+                self._shown(data.series_key(period, i), data.series.get((period.id, i.id)))
+                for i in indicators
+            ]
             self._row(sheet, row, [str(period), period.ends_on, *values], formats)
             row += 1
         last_row = row - 1
         totals = []
         for indicator in indicators:
             if indicator.kind == "stock":
-                totals.append(data.series.get((data.last.id, indicator.id)))
+                total = data.series.get((data.last.id, indicator.id))
             else:
-                totals.append(
-                    self._sum(data.series.get((p.id, indicator.id)) for p in data.periods)
-                )
+                total = self._sum(data.series.get((p.id, indicator.id)) for p in data.periods)
+            totals.append(self._shown(("KT", indicator.id), total))
         self._row(
             sheet,
             row,
@@ -575,14 +673,21 @@ class ReportWriter:
         row = 4
         for town in data.towns:
             for group in data.groups:
-                values = [data.group_values.get((town.id, i.id, group.id)) for i in indicators]
-                if all(v is None for v in values) and not group.active:
+                exact = [data.group_values.get((town.id, i.id, group.id)) for i in indicators]
+                if all(v is None for v in exact) and not group.active:
                     continue
+                values = [
+                    self._shown(("G", town.id, i.id, group.id), v)
+                    for i, v in zip(indicators, exact, strict=True)
+                ]
                 self._row(sheet, row, [town.name, group.name, *values], formats)
                 row += 1
         last_row = row - 1
         totals = [
-            self._sum(v for (_, ind, _), v in data.group_values.items() if ind == i.id)
+            self._shown(
+                ("KT", i.id),
+                self._sum(v for (_, ind, _), v in data.group_values.items() if ind == i.id),
+            )
             for i in indicators
         ]
         total_formats = [self._value_format(i, True) for i in indicators]
@@ -596,12 +701,13 @@ class ReportWriter:
         row += 2
         sheet.write_string(row, 0, "Summe je Zielgruppe (alle gewählten Kommunen)", self.label)
         for group in data.groups:
-            values = [
-                self._sum(data.group_values.get((t.id, i.id, group.id)) for t in data.towns)
-                for i in indicators
-            ]
-            if all(v is None for v in values) and not group.active:
+            exact = [data.group_total(i, group) for i in indicators]
+            if all(v is None for v in exact) and not group.active:
                 continue
+            values = [
+                self._shown(("GC", i.id, group.id), v)
+                for i, v in zip(indicators, exact, strict=True)
+            ]
             row += 1
             self._row(sheet, row, [TOTAL, group.name, *values], formats)
 

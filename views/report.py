@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import tempfile
 
-from flask import Response, request
+from flask import Response, current_app, request
 from flask_admin import expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
-from wtforms import RadioField, SelectField, SelectMultipleField, SubmitField, widgets
+from wtforms import BooleanField, RadioField, SelectField, SelectMultipleField, SubmitField, widgets
 from wtforms.validators import DataRequired, ValidationError
 
 from kim_admin import audit, exports, report
@@ -43,6 +43,7 @@ class ReportForm(FlaskForm):
         ],
         default="approved",
     )
+    publish = BooleanField("für Veröffentlichung: kleine Fallzahlen unterdrücken")
     submit = SubmitField("Bericht herunterladen")
 
     def validate_last(self, field):
@@ -98,6 +99,8 @@ class ReportView(SecureView):
                     form.last.data,
                     tuple(form.municipalities.data),
                     approved_only=form.basis.data != "all",
+                    publish=form.publish.data,
+                    threshold=current_app.config["KIM_SUPPRESSION_THRESHOLD"],
                 )
                 try:
                     return self._download(options)
@@ -119,6 +122,7 @@ class ReportView(SecureView):
                 "last": options.last_period_id,
                 "municipalities": list(options.municipality_ids),
                 "approved_only": options.approved_only,
+                "publish": options.publish,
             },
         )
         handle = tempfile.TemporaryFile(suffix=".xlsx")
