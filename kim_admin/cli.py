@@ -91,7 +91,8 @@ def seed(force: bool, if_empty: bool) -> None:
             raise click.ClickException(str(exc)) from exc
         click.echo(
             "Demo-Daten geladen: {users} Benutzer, {partners} Partner, {rooms} Räume, "
-            "{posts} Stellen, {periods} Quartale, {entries} Kennzahlwerte.".format(**counts)
+            "{posts} Stellen, {periods} Quartale, {entries} Kennzahlwerte, "
+            "{needs} Bedarfsschätzungen.".format(**counts)
         )
     logins = demo.demo_logins()
     if logins:

@@ -18,6 +18,7 @@ from models import (
     Indicator,
     MonitoringEntry,
     Municipality,
+    NeedsAssessment,
     Partner,
     Post,
     ReportingPeriod,
@@ -41,6 +42,7 @@ DEMO_DOMAIN = "hsk-demo.example"
 # Tables the demo fills; --force empties them (reference data stays).
 _DEMO_TABLES = [
     AuditEvent,
+    NeedsAssessment,
     MonitoringEntry,
     Submission,
     ReportingPeriod,
@@ -97,6 +99,7 @@ def seed(force: bool = False, today: date | None = None) -> dict[str, int]:
     partners = _seed_partners(participants, groups)
     rooms = _seed_rooms(rng, participants)
     posts = _seed_posts(rng, participants, groups, partners)
+    needs = _seed_needs(rng, participants, groups, today.year)
     periods = _seed_periods(today)
     entries = _seed_figures(rng, participants, groups, periods, users)
     db.session.commit()
@@ -107,6 +110,7 @@ def seed(force: bool = False, today: date | None = None) -> dict[str, int]:
         "posts": posts,
         "periods": len(periods),
         "entries": entries,
+        "needs": needs,
     }
 
 
@@ -155,6 +159,8 @@ def _seed_partners(participants: list[Municipality], groups: list[TargetGroup]) 
             ["Geflüchtete"],
         ),
         ("Jugendmigrationsdienst Arnsberg", "jmd", ["Arnsberg"], ["Junge"]),
+        # Serves families in Arnsberg like the Caritas: a parallel structure to discuss.
+        ("AWO Unterbezirk Hochsauerland", "wohlfahrtsverband", ["Arnsberg"], ["Familien"]),
         (
             "Migrationsberatung für Erwachsene Meschede",
             "mbe",
@@ -286,6 +292,28 @@ def _seed_posts(
             )
     db.session.add_all(posts)
     return len(posts)
+
+
+def _seed_needs(
+    rng: random.Random, participants: list[Municipality], groups: list[TargetGroup], year: int
+) -> int:
+    """A needs assessment of the current year: six target groups per municipality."""
+    needs = []
+    for m in participants:
+        scale = m.population / 10000
+        for group in rng.sample(groups, 6):
+            needs.append(
+                NeedsAssessment(
+                    municipality=m,
+                    target_group=group,
+                    year=year,
+                    estimated_people=rng.randint(1, int(20 * scale) + 2),
+                    priority=rng.choice(["hoch", "mittel", "mittel", "niedrig"]),
+                    notes="Schätzung aus dem Runden Tisch (Demo)",
+                )
+            )
+    db.session.add_all(needs)
+    return len(needs)
 
 
 def _quarter_of(day: date) -> tuple[int, int]:

@@ -45,6 +45,8 @@ PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
         "data_entry": frozenset({READ, EDIT}),
         "meldestand": _READ,
         "report": _READ_EXPORT,
+        "needs_assessment": _ALL,
+        "coverage": _READ_EXPORT,
         "validation_rule": _ALL,
         "user": _ALL,
         # The audit trail is append-only: nobody edits or deletes it in the app.
@@ -65,6 +67,8 @@ PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
         "data_entry": _READ,
         "meldestand": _READ,
         "report": _READ_EXPORT,
+        "needs_assessment": _READ_EXPORT,
+        "coverage": _READ_EXPORT,
         "validation_rule": _READ_EXPORT,
         "dashboard": _READ,
         "account": _READ,
@@ -83,6 +87,9 @@ PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
         "data_entry": frozenset({READ, EDIT}),
         # The evaluation report of their own municipality only (kim_admin.report).
         "report": _READ_EXPORT,
+        # Their own municipality's needs and coverage (SCOPED_BY_MUNICIPALITY).
+        "needs_assessment": _READ_EXPORT,
+        "coverage": _READ_EXPORT,
         "validation_rule": _READ,
         "dashboard": _READ,
         "account": _READ,
@@ -98,6 +105,7 @@ SCOPED_BY_MUNICIPALITY: dict[str, str] = {
     "post": "municipality_id",
     "monitoring_entry": "municipality_id",
     "submission": "municipality_id",
+    "needs_assessment": "municipality_id",
 }
 
 

@@ -35,7 +35,7 @@ from models import (
 from models.partner import PARTNER_KINDS, partner_municipality, partner_target_group
 from models.post import BAUSTEINE, POST_FUNCTIONS
 
-from . import exports, suppression
+from . import coverage, exports, suppression
 from .extensions import db
 from .permissions import MUNICIPAL_STAFF, role_label
 from .reporting import APPROVED, STATUS_LABELS, SUBMITTED, on_time
@@ -48,6 +48,7 @@ SHEETS = [
     "Stellen",
     "Räume",
     "Partner",
+    "Versorgung",
     "Meldestand",
     "Rohdaten",
 ]
@@ -107,8 +108,9 @@ def _number(value: Any) -> float | None:
 class ReportData:
     """Everything the workbook shows, read with a fixed number of queries."""
 
-    def __init__(self, options: ReportOptions) -> None:
+    def __init__(self, options: ReportOptions, user: Any) -> None:
         self.options = options
+        self.user = user
         session = db.session
         bounds = session.scalars(
             select(ReportingPeriod).where(
@@ -152,6 +154,8 @@ class ReportData:
             )
         ).all()
         self._read_figures()
+        # Coverage in the year of the range's last quarter (Handlungsfeld 3).
+        self.coverage = coverage.matrix(last.year, user, self.town_ids)
 
     # Figures of the range, restricted to approved submissions if asked.
     def _entries(self, *columns: Any) -> Any:
@@ -257,7 +261,18 @@ class ReportData:
                 values[self.series_key(p, i)] = self.series.get((p.id, i.id))
             if i.kind == "flow":
                 lines.append([*[("Z", p.id, i.id) for p in self.periods], ("KT", i.id)])
+        needs = [("N", c.municipality.id, c.group.id) for c in self.coverage]
+        for key, cell in zip(needs, self.coverage, strict=True):
+            values[key] = cell.need
+        values[("NT",)] = self.need_total()
+        lines.append([*needs, ("NT",)])
+        totals.add(("NT",))
         return suppression.protect(values, lines, self.options.threshold, totals)
+
+    def need_total(self) -> int | None:
+        """Estimated need over the whole coverage matrix."""
+        present = [c.need for c in self.coverage if c.need is not None]
+        return sum(present) if present else None
 
     def series_key(self, period: ReportingPeriod, indicator: Indicator) -> tuple:
         """Key of a Zeitreihe cell: a stock's last quarter is the range's total itself."""
@@ -403,6 +418,7 @@ class ReportWriter:
         self.posts()
         self.rooms()
         self.partners()
+        self.coverage()
         self.submission_status()
         if self.data.options.include_raw and not self.data.options.publish:
             self.raw_data()
@@ -826,6 +842,45 @@ class ReportWriter:
             [self.total_text],
         )
 
+    def coverage(self) -> None:
+        """Versorgung: need against posts, partners and rooms, with gaps and parallels."""
+        data = self.data
+        columns = coverage.columns()
+        sheet = self._sheet(
+            "Versorgung",
+            f"Versorgungsmatrix {data.last.year}: Bedarf und Angebot je Kommune und Zielgruppe",
+            [c.label for c in columns],
+            [c.width for c in columns],
+        )
+        formats = [self.cells.format(c.num_format) if c.num_format else None for c in columns]
+        row = 4
+        for cell in data.coverage:
+            values = [c.get(cell) for c in columns]
+            values[2] = self._shown(("N", cell.municipality.id, cell.group.id), values[2])
+            self._row(sheet, row, values, formats)
+            row += 1
+        sheet.autofilter(3, 0, max(row - 1, 4), len(columns) - 1)
+        gaps = sum(1 for c in data.coverage if c.gap)
+        parallels = sum(1 for c in data.coverage if c.parallel)
+        totals = [
+            TOTAL,
+            f"{gaps} Lücken, {parallels} Parallelstrukturen",
+            self._shown(("NT",), data.need_total()),
+        ]
+        self._row(
+            sheet,
+            row,
+            totals,
+            [self.total_text, self.total_text, self.total_integer],
+        )
+        sheet.write_string(
+            row + 2,
+            0,
+            "Lücke: Bedarf erfasst, aber keine Stelle und kein Partner für die Zielgruppe. "
+            "Parallelstruktur: zwei oder mehr Partner derselben Art oder Stellen von zwei oder "
+            "mehr Anstellungsträgern für dieselbe Zielgruppe in derselben Kommune.",
+        )
+
     def submission_status(self) -> None:
         """Meldestand: municipality × quarter with status and punctuality."""
         data = self.data
@@ -928,7 +983,7 @@ class ReportWriter:
 
 def build(options: ReportOptions, user: Any, target: str | IO[bytes]) -> ReportData:
     """Write the report for ``options`` as seen by ``user`` into ``target``."""
-    data = ReportData(scoped_options(options, user))
+    data = ReportData(scoped_options(options, user), user)
     ReportWriter(data, user, target).write()
     return data
 

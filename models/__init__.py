@@ -3,6 +3,7 @@
 from .audit import AuditEvent
 from .indicator import FIELDS_OF_ACTION, INDICATOR_KINDS, Indicator
 from .municipality import Municipality
+from .needs import PRIORITIES, NeedsAssessment
 from .partner import PARTNER_KINDS, Partner, partner_municipality, partner_target_group
 from .post import (
     BAUSTEINE,
@@ -31,6 +32,7 @@ __all__ = [
     "PARTNER_KINDS",
     "POST_FUNCTIONS",
     "POST_STATUSES",
+    "PRIORITIES",
     "ROOM_KINDS",
     "RULE_OPERATORS",
     "RULE_SEVERITIES",
@@ -39,6 +41,7 @@ __all__ = [
     "Indicator",
     "MonitoringEntry",
     "Municipality",
+    "NeedsAssessment",
     "Partner",
     "Post",
     "ReportingPeriod",

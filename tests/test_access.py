@@ -36,6 +36,7 @@ from models import (
     Indicator,
     MonitoringEntry,
     Municipality,
+    NeedsAssessment,
     Partner,
     Post,
     ReportingPeriod,
@@ -60,6 +61,7 @@ RESOURCES = [
     "reporting_period",
     "monitoring_entry",
     "submission",
+    "needs_assessment",
     "validation_rule",
     "user",
     "audit_event",
@@ -185,6 +187,13 @@ def build_world(app: Flask) -> dict:
                 value=Decimal(4),
                 comment=f"{marker}-monitoring_entry",
             )
+            rows.setdefault("needs_assessment", {})[name] = NeedsAssessment(
+                municipality=town,
+                target_group=group,
+                year=2026,
+                estimated_people=12,
+                notes=f"{marker}-needs_assessment",
+            )
             rows.setdefault("submission", {})[name] = Submission(
                 municipality=town,
                 period=period,
@@ -258,6 +267,13 @@ def form_for(resource: str, world: dict, town: str) -> dict:
             "comment": "neu",
         },
         "submission": {"exception_until": "2030-01-31"},
+        "needs_assessment": {
+            "municipality": t,
+            "target_group": world["group"],
+            "year": "2027",
+            "estimated_people": "5",
+            "priority": "hoch",
+        },
         "user": {
             "email": "neu@test.example",
             "role": MUNICIPAL_STAFF,
@@ -457,6 +473,7 @@ PAGES = [
     ("/erfassung/", "data_entry"),
     ("/meldestand/", "meldestand"),
     ("/bericht/", "report"),
+    ("/versorgung/", "coverage"),
 ]
 
 

@@ -323,8 +323,10 @@ def test_municipal_report_is_own_only(app, world, accounts):
         str(v) for sheet in book for row in sheet.iter_rows(values_only=True) for v in row if v
     )
     assert "Arnsberg" in text
-    for other in ("Meschede", "Sundern", "Nur Meschede e. V.", "Kreisebene"):
+    for other in ("Meschede", "Sundern", "Nur Meschede e. V."):
         assert other not in text, other
+    # Posts of the district level are outside a municipal user's scope.
+    assert [r["Kommune"] for r in _rows(book["Stellen"])] == ["Arnsberg", "Summe"]
     expected = _expected(app, world, ["Arnsberg"])
     rows = {r["Kommune"]: r for r in _rows(book["Kennzahlen"])}
     assert rows["Arnsberg"]["CM_NEU – Neue Case-Management-Fälle"] == pytest.approx(

@@ -12,6 +12,7 @@ from models import (
     Indicator,
     MonitoringEntry,
     Municipality,
+    NeedsAssessment,
     Partner,
     Post,
     ReportingPeriod,
@@ -22,6 +23,7 @@ from models import (
     ValidationRule,
 )
 
+from .coverage import CoverageView, NeedsAssessmentView
 from .entry import DataEntryView, MeldestandView
 from .home import AccountView, HomeView
 from .masterdata import (
@@ -43,6 +45,7 @@ from .users import AuditEventView, UserView
 
 MASTER_DATA = "Stammdaten"
 MONITORING = "Monitoring"
+FIELDS_OF_ACTION = "Handlungsfelder"
 ADMINISTRATION = "Verwaltung"
 
 
@@ -74,6 +77,13 @@ def init_admin(app: Flask) -> Admin:
         MonitoringEntryView(MonitoringEntry, name="Kennzahlwerte", category=MONITORING),
         SubmissionView(Submission, name="Meldungen", category=MONITORING),
         ValidationRuleView(ValidationRule, name="Prüfregeln", category=MONITORING),
+        NeedsAssessmentView(NeedsAssessment, name="Bedarfserhebung", category=FIELDS_OF_ACTION),
+        CoverageView(
+            name="Versorgungsmatrix",
+            endpoint="coverage",
+            url="/versorgung",
+            category=FIELDS_OF_ACTION,
+        ),
         UserView(User, name="Benutzer", category=ADMINISTRATION),
         AuditEventView(AuditEvent, name="Protokoll", category=ADMINISTRATION),
         AccountView(name="Passwort ändern", endpoint="account", url="/konto"),

@@ -15,6 +15,7 @@ from typing import Any
 from flask import (
     Response,
     abort,
+    current_app,
     flash,
     has_request_context,
     redirect,
@@ -35,7 +36,7 @@ from werkzeug.utils import secure_filename
 from wtforms import fields
 from wtforms.validators import DataRequired, ValidationError
 
-from kim_admin import audit, exports
+from kim_admin import audit, exports, suppression
 from kim_admin.extensions import db
 from kim_admin.formatting import de_date, de_datetime, de_number
 from kim_admin.permissions import (
@@ -246,6 +247,9 @@ class SecureModelView(AccessMixin, ModelView):
     column_export_formats: dict[str, str] = {}
     #: Rows fetched per round trip from the server-side cursor of an export.
     export_batch_size = 2000
+    #: Columns holding counts of people: an export "für Veröffentlichung" shows small
+    #: ones as "." (list exports show no totals, so no secondary suppression is needed).
+    column_published_counts: frozenset[str] = frozenset()
 
     def __init__(self, model: Any, **kwargs: Any) -> None:
         kwargs.setdefault("endpoint", model.__tablename__)
@@ -349,7 +353,8 @@ class SecureModelView(AccessMixin, ModelView):
     def get_export_name(self, export_type: str = "csv") -> str:
         """``Kennzahlwerte_2026-11-24.xlsx``: the list's German name and today's date."""
         name = secure_filename(self.name.replace("ä", "ae").replace("ö", "oe").replace("ü", "ue"))
-        return f"{name or 'Export'}_{date.today().isoformat()}.{export_type}"
+        published = "_Veroeffentlichung" if request.args.get("publish") == "1" else ""
+        return f"{name or 'Export'}_{date.today().isoformat()}{published}.{export_type}"
 
     def export_query(self) -> Any:
         """The list page's query (scope, filters, search, sort), without paging."""
@@ -373,8 +378,28 @@ class SecureModelView(AccessMixin, ModelView):
             exports.Column(label, self.export_getter(name), self.column_export_formats.get(name))
             for name, label in self.get_export_columns()
         ]
+        if request.args.get("publish") == "1":
+            for (name, _), column in zip(self.get_export_columns(), columns, strict=True):
+                if name in self.column_published_counts:
+                    column.get = self.published_getter(name, column.get)
         rows = self.export_query().yield_per(self.export_batch_size)
         return exports.Table(str(self.name), columns, rows)
+
+    def published_getter(self, name: str, get: Any) -> Any:
+        """``get`` for a published export: counts below the threshold become "."."""
+        threshold = current_app.config["KIM_SUPPRESSION_THRESHOLD"]
+
+        def published(model: Any) -> Any:
+            value = get(model)
+            if self.is_count(model, name) and suppression.primary(value, threshold):
+                return suppression.SUPPRESSED
+            return value
+
+        return published
+
+    def is_count(self, model: Any, name: str) -> bool:
+        """Whether column ``name`` of this row holds a count of people."""
+        return name in self.column_published_counts
 
     def export_getter(self, name: str) -> Any:
         """How to read column ``name`` of a row: export formatter, choice label or value."""

@@ -95,6 +95,8 @@ class MonitoringEntryView(SecureModelView):
         "comment": "Nur zusammengefasste Angaben – keine personenbezogenen Daten!",
     }
     form_columns = ["municipality", "period", "indicator", "target_group", "value", "comment"]
+    # Figures are counts of people, except FTE indicators (see is_count).
+    column_published_counts = frozenset({"value"})
     # Searchable picker; the lookup finds only municipalities the user may reach.
     form_ajax_refs = {
         "municipality": scoped_lookup("municipality", Municipality, ["name", "ags"]),
@@ -102,6 +104,10 @@ class MonitoringEntryView(SecureModelView):
     form_args = {
         "value": {"validators": [Optional(), NOT_NEGATIVE]},
     }
+
+    def is_count(self, model, name):
+        """FTE figures (indicators with decimals) are not counts of people."""
+        return name == "value" and not model.indicator.decimal_places
 
     def on_model_change(self, form, model, is_created):
         """Record who entered or changed the figure; keep locked quarters locked."""
