@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import flash, redirect, url_for
+from flask import flash, jsonify, redirect, url_for
 from flask_admin import AdminIndexView, expose
 from flask_login import current_user, login_user
 from flask_wtf import FlaskForm
@@ -10,18 +10,20 @@ from sqlalchemy import func, select
 from wtforms import PasswordField, SubmitField
 from wtforms.validators import DataRequired, EqualTo, Length
 
+from kim_admin import dashboard
 from kim_admin.accounts import PASSWORD_MIN_LENGTH
 from kim_admin.extensions import db
 from kim_admin.permissions import READ, apply_scope, can, role_label
-from models import MonitoringEntry, Municipality, Partner, Post, ReportingPeriod, Room
+from models import MonitoringEntry, Municipality, Partner, Post, Room
 
 from .base import AccessMixin, SecureView
 
 
 class HomeView(AccessMixin, AdminIndexView):
-    """Start page: who is logged in and a few key figures of their scope."""
+    """Start page: the Handlungsfelder cockpit of the user's scope."""
 
     permission_resource = "dashboard"
+    view_permissions = {"chart_data": READ}
 
     @expose("/")
     def index(self):
@@ -39,17 +41,26 @@ class HomeView(AccessMixin, AdminIndexView):
                     select(func.count()).select_from(model), model, resource, current_user
                 )
                 counts[label] = (db.session.scalar(query), resource)
-        period = db.session.scalar(
-            select(ReportingPeriod)
-            .where(ReportingPeriod.is_open.is_(True))
-            .order_by(ReportingPeriod.year.desc(), ReportingPeriod.quarter.desc())
-        )
+        period = dashboard.current_period()
+        statuses = dashboard.submission_status(current_user, period)
         return self.render(
             "kim/home.html",
             counts=counts,
-            open_period=period,
+            period=period,
             role=role_label(current_user.role),
+            statuses=statuses,
+            open_count=sum(1 for s in statuses if s.open),
+            overdue_count=sum(1 for s in statuses if s.overdue),
+            fte=dashboard.fte_by_baustein(current_user),
+            cases=dashboard.case_figures(current_user, dashboard.recent_periods(period, 3)),
+            charts=dashboard.chart_data(current_user),
+            due=dashboard.due_from(current_user, period),
         )
+
+    @expose("/dashboard.json")
+    def chart_data(self):
+        """The chart series of the start page, in the user's scope."""
+        return jsonify(dashboard.chart_data(current_user))
 
 
 class PasswordForm(FlaskForm):
