@@ -19,6 +19,12 @@ def test_database_url_from_environment(monkeypatch, tmp_path):
     assert app.config["SECRET_KEY"] == "aus-der-umgebung"
 
 
+def test_suppression_threshold_from_environment(monkeypatch):
+    assert create_app({"SECRET_KEY": "x"}).config["KIM_SUPPRESSION_THRESHOLD"] == 3
+    monkeypatch.setenv("KIM_SUPPRESSION_THRESHOLD", "5")
+    assert create_app({"SECRET_KEY": "x"}).config["KIM_SUPPRESSION_THRESHOLD"] == 5
+
+
 def test_overrides_beat_environment(monkeypatch):
     monkeypatch.setenv("KIM_DATABASE_URL", "sqlite:///ignored.db")
     app = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://", "SECRET_KEY": "x"})
