@@ -7,9 +7,9 @@ the matching typed ``write_*`` call, so text a user typed is always a string
 cell, never a formula (xlsxwriter's plain ``write`` turns ``{=…}`` into an
 array formula even with the options off).
 
-List exports stream rows from a server-side cursor: xlsx through xlsxwriter's
-``constant_memory`` mode into a temporary file, CSV straight to the client.
-Memory stays flat however many rows there are.
+List exports stream rows from a server-side cursor into a temporary file (xlsx
+through xlsxwriter's ``constant_memory`` mode, CSV in chunks), which is then
+sent in chunks. Memory stays flat however many rows there are.
 """
 
 from __future__ import annotations
@@ -274,6 +274,19 @@ def csv_chunks(table: Table, chunk_rows: int = 500) -> Iterator[bytes]:
             buffer.truncate()
             pending = 0
     yield buffer.getvalue().encode("utf-8")
+
+
+def csv_file(table: Table) -> IO[bytes]:
+    """Write ``table`` as CSV into an anonymous temporary file, positioned at its start.
+
+    The rows are read completely inside the request, so the database session
+    (and its server-side cursor) is finished before the download is sent.
+    """
+    handle = tempfile.TemporaryFile(suffix=".csv")
+    for chunk in csv_chunks(table):
+        handle.write(chunk)
+    handle.seek(0)
+    return handle
 
 
 def iter_file(handle: IO[bytes], chunk: int = 256 * 1024) -> Iterator[bytes]:

@@ -20,7 +20,6 @@ from flask import (
     has_request_context,
     redirect,
     request,
-    stream_with_context,
     url_for,
 )
 from flask_admin import BaseView, expose
@@ -341,12 +340,13 @@ class SecureModelView(AccessMixin, ModelView):
         table = self.export_table()
         filename = f"{self.get_export_name(export_type)}"
         if export_type == "csv":
-            body = stream_with_context(exports.csv_chunks(table))
-            response = Response(body, mimetype=exports.CSV_MIMETYPE)
+            handle = exports.csv_file(table)
+            mimetype = exports.CSV_MIMETYPE
         else:
             handle = exports.xlsx_file(table)
-            response = Response(exports.iter_file(handle), mimetype=exports.XLSX_MIMETYPE)
-            response.content_length = exports.file_size(handle)
+            mimetype = exports.XLSX_MIMETYPE
+        response = Response(exports.iter_file(handle), mimetype=mimetype)
+        response.content_length = exports.file_size(handle)
         response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from flask import Response, abort, current_app, request, stream_with_context
+from flask import Response, abort, current_app, request
 from flask_admin import expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -194,13 +194,13 @@ class CoverageView(SecureView):
         suffix = "_Veroeffentlichung" if published else ""
         name = f"Versorgungsmatrix_{form.year.data}{suffix}.{export_type}"
         if export_type == "csv":
-            response = Response(
-                stream_with_context(exports.csv_chunks(table)), mimetype=exports.CSV_MIMETYPE
-            )
+            handle = exports.csv_file(table)
+            mimetype = exports.CSV_MIMETYPE
         else:
             handle = exports.xlsx_file(table)
-            response = Response(exports.iter_file(handle), mimetype=exports.XLSX_MIMETYPE)
-            response.content_length = exports.file_size(handle)
+            mimetype = exports.XLSX_MIMETYPE
+        response = Response(exports.iter_file(handle), mimetype=mimetype)
+        response.content_length = exports.file_size(handle)
         response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
         return response
 
