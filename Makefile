@@ -38,5 +38,10 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+## bench: export and report timings and peak memory on SQLite and PostgreSQL,
+##        appended to bench/results.md (BENCH_ARGS="--sizes 20000 --db sqlite" for a quick run)
+bench: $(VENV)/.dev
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts

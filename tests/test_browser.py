@@ -4,7 +4,9 @@ The district admin creates a room; a municipal user only reads their own
 municipality's rooms; the steering group reads everything but gets no controls
 to change it. A quarterly report goes through its whole cycle: drafted and
 submitted by the municipality, returned by the district, corrected, resubmitted,
-approved and then locked. Every page must load without CSP violations, script errors or
+approved and then locked. The steering group downloads the evaluation report without
+a page reload while the page says it is working; the dashboard's charts are drawn.
+Every page must load without CSP violations, script errors or
 failed requests (the favicon included).
 
 Each test's app is served by Werkzeug on a free localhost port in a background
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -27,10 +30,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import openpyxl
 import pytest
 from flask import Flask
+from sqlalchemy import select
 from werkzeug.serving import make_server
 
+from kim_admin import report
 from kim_admin.extensions import db
 from models import (
     AuditEvent,
@@ -591,3 +597,179 @@ def _open_period(app: Flask) -> int:
         period_id = period.id
         db.session.remove()
     return period_id
+
+
+# --- evaluation report and dashboard -------------------------------------------------
+
+
+def _report_world(app: Flask) -> dict[str, int]:
+    """Two approved quarters of 2025 with figures for Arnsberg and Meschede."""
+    with app.app_context():
+        towns = {
+            m.name: m
+            for m in db.session.scalars(
+                select(Municipality).where(Municipality.name.in_(["Arnsberg", "Meschede"]))
+            )
+        }
+        contacts = db.session.scalar(select(Indicator).where(Indicator.code == "BER_KONT"))
+        periods = [ReportingPeriod(year=2025, quarter=q) for q in (1, 2)]
+        db.session.add_all(periods)
+        for n, (_name, town) in enumerate(sorted(towns.items()), start=1):
+            for k, period in enumerate(periods, start=1):
+                db.session.add(
+                    MonitoringEntry(
+                        municipality=town, period=period, indicator=contacts, value=10 * n + k
+                    )
+                )
+                db.session.add(Submission(municipality=town, period=period, status="approved"))
+        db.session.commit()
+        ids = {"first": periods[0].id, "last": periods[1].id}
+        db.session.remove()
+    return ids
+
+
+def _workbook_text(path: Path) -> str:
+    book = openpyxl.load_workbook(path, read_only=True)
+    return "\n".join(
+        str(v) for sheet in book for row in sheet.iter_rows(values_only=True) for v in row if v
+    )
+
+
+def test_steering_group_downloads_report(
+    app: Flask, accounts: Accounts, live_server: str, page: sync_api.Page, tmp_path: Path
+) -> None:
+    """The page shows that it works and the download starts without a reload."""
+    ids = _report_world(app)
+    problems = watch(page)
+    login(page, live_server, accounts.steering)
+    page.goto(f"{live_server}/bericht/")
+    page.get_by_label("Von Quartal").select_option(str(ids["first"]))
+    page.get_by_label("Bis Quartal").select_option(str(ids["last"]))
+    page.evaluate("window.__noReload = 1")
+    status = page.locator("[data-download-status]")
+    button = page.get_by_role("button", name="Bericht herunterladen")
+
+    # Hold the answer back for a moment, to see the page say that it is working.
+    def slow(route: sync_api.Route) -> None:
+        response = route.fetch()
+        time.sleep(1)
+        route.fulfill(response=response)
+
+    page.route("**/bericht/", slow)
+    with page.expect_download() as info:
+        button.click()
+        sync_api.expect(status).to_contain_text("Der Bericht wird erstellt")
+        sync_api.expect(button).to_be_disabled()
+    download = info.value
+    assert download.suggested_filename == "KIM-Evaluationsbericht_2025-Q1_2025-Q2.xlsx"
+    target = tmp_path / download.suggested_filename
+    download.save_as(target)
+    sync_api.expect(status).to_contain_text("heruntergeladen")
+    sync_api.expect(button).to_be_enabled()
+    assert page.evaluate("window.__noReload") == 1, "the page was reloaded"
+    book = openpyxl.load_workbook(target)
+    assert book.sheetnames == report.SHEETS
+    figures = {row[0]: row for row in book["Kennzahlen"].iter_rows(min_row=5, values_only=True)}
+    header = [c.value for c in book["Kennzahlen"][4]]
+    column = header.index("BER_KONT – Beratungskontakte")
+    # Arnsberg: 11 + 12, Meschede: 21 + 22 (flows are summed over the range).
+    assert figures["Arnsberg"][column] == 23 and figures["Meschede"][column] == 43
+    assert figures["Summe"][column] == 66
+    problems.assert_clean()
+
+
+def test_report_form_error_keeps_page(
+    app: Flask, accounts: Accounts, live_server: str, page: sync_api.Page
+) -> None:
+    """A wrong range comes back in German beside the field, with the choices kept."""
+    ids = _report_world(app)
+    problems = watch(page)
+    login(page, live_server, accounts.district)
+    page.goto(f"{live_server}/bericht/")
+    page.get_by_label("Von Quartal").select_option(str(ids["last"]))
+    page.get_by_label("Bis Quartal").select_option(str(ids["first"]))
+    page.evaluate("window.__noReload = 1")
+    downloads: list[object] = []
+    page.on("download", lambda download: downloads.append(download))
+    page.get_by_role("button", name="Bericht herunterladen").click()
+    sync_api.expect(
+        page.get_by_text("Das letzte Quartal darf nicht vor dem ersten liegen.")
+    ).to_be_visible()
+    assert page.evaluate("window.__noReload") == 1
+    sync_api.expect(page.get_by_label("Von Quartal")).to_have_value(str(ids["last"]))
+    sync_api.expect(page.get_by_label("Bis Quartal")).to_have_value(str(ids["first"]))
+    assert downloads == []
+    # The replaced form works again: correct the range and download.
+    page.get_by_label("Bis Quartal").select_option(str(ids["last"]))
+    page.get_by_label("Von Quartal").select_option(str(ids["first"]))
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Bericht herunterladen").click()
+    assert info.value.suggested_filename.startswith("KIM-Evaluationsbericht_")
+    # The report answered 400 once, on purpose.
+    problems.assert_clean(expected_failures=("/bericht/",))
+
+
+def test_municipal_user_report_is_own_only(
+    app: Flask, accounts: Accounts, live_server: str, page: sync_api.Page, tmp_path: Path
+) -> None:
+    _report_world(app)
+    problems = watch(page)
+    login(page, live_server, accounts.arnsberg)
+    page.goto(f"{live_server}/bericht/")
+    towns = page.locator("input[name=municipalities]")
+    sync_api.expect(towns).to_have_count(1)
+    sync_api.expect(page.locator(".report-towns")).to_contain_text("Arnsberg")
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Bericht herunterladen").click()
+    target = tmp_path / "bericht.xlsx"
+    info.value.save_as(target)
+    text = _workbook_text(target)
+    assert "Arnsberg" in text and "Meschede" not in text
+    problems.assert_clean()
+
+
+@pytest.mark.parametrize("who", ["steering", "arnsberg"])
+def test_dashboard_charts_render(
+    app: Flask, accounts: Accounts, live_server: str, page: sync_api.Page, who: str
+) -> None:
+    """Every chart canvas is drawn (pixels, not an empty box), in the user's scope."""
+    _report_world(app)
+    problems = watch(page)
+    login(page, live_server, getattr(accounts, who))
+    charts = page.locator("canvas.kim-chart[data-drawn]")
+    sync_api.expect(charts.first).to_be_visible()
+    count = page.locator("canvas.kim-chart").count()
+    assert count >= 6 and charts.count() == count
+    # Count the painted pixels of each canvas: an empty box has none.
+    painted = page.evaluate(
+        """() => [...document.querySelectorAll('canvas.kim-chart')].map((c) => {
+            const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0;
+            for (let i = 3; i < data.length; i += 4) { if (data[i] > 0) n++; }
+            return n;
+        })"""
+    )
+    assert all(n > 2000 for n in painted), painted
+    legend = page.evaluate(
+        """() => Chart.getChart(document.querySelector('canvas.kim-chart'))
+                 .data.datasets.map((d) => d.label)"""
+    )
+    if who == "arnsberg":
+        assert legend == ["Arnsberg"]
+    else:
+        assert "Arnsberg" in legend and "Meschede" in legend
+    # Per 1,000 inhabitants: the same lines, other values.
+    before = page.evaluate(
+        "() => Chart.getChart(document.querySelector('canvas[data-code=BER_KONT]'))"
+        ".data.datasets[0].data"
+    )
+    page.get_by_text("je 1.000 Einwohner", exact=True).click()
+    sync_api.expect(page.locator("#dashboard-charts")).to_have_attribute("data-scale", "per1000")
+    after = page.evaluate(
+        "() => Chart.getChart(document.querySelector('canvas[data-code=BER_KONT]'))"
+        ".data.datasets[0].data"
+    )
+    assert before != after and any(v is not None for v in after)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"dashboard-{who}.png"), full_page=True)
+    problems.assert_clean()

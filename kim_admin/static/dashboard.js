@@ -8,7 +8,7 @@
   // Okabe-Ito and Tableau colours: distinguishable, also with colour vision deficiency.
   var COLOURS = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9",
                  "#F0E442", "#000000", "#8C564B", "#7F7F7F", "#BCBD22", "#17BECF"];
-  var NUMBER = new Intl.NumberFormat("de-DE", {maximumFractionDigits: 1});
+  var NUMBER = new Intl.NumberFormat("de-DE", {maximumFractionDigits: 2});
 
   function perThousand(values, population) {
     return values.map(function (v) {
@@ -60,7 +60,8 @@
               }
             }
           },
-          scales: {y: {beginAtZero: true, ticks: {callback: function (v) { return NUMBER.format(v); }}}}
+          // Chart.js formats the axis with the German locale and a fitting precision.
+          scales: {y: {beginAtZero: true}}
         }
       });
       chart.kimIndicator = indicator;

@@ -1,0 +1,450 @@
+"""``make bench``: time and peak memory of list exports and evaluation reports.
+
+Prints the figures and appends them, with date and machine, to ``bench/results.md``.
+Not a test: nothing here fails a build. Each measurement runs in a fresh Python
+process (``python -m bench.run case …``) so that its peak RSS is its own.
+
+Export cases, on generated monitoring entries of the same database and query:
+
+* ``ours``: the application's export, ``GET /monitoring_entry/export/xlsx/`` through the
+  Flask test client as a district administrator, body written to a file;
+* ``bare``: a hand-written xlsxwriter loop (constant memory) over the same query
+  (``MonitoringEntryView.export_query()``), the floor any export can reach;
+* ``flask-admin``: Flask-Admin's own tablib export of the same rows.
+
+Targets (issue "Excel for the steering group"): ours ≤ 1.25 × bare, peak ≤ 150 MB at
+200,000 and 1,000,000 rows; the evaluation report on HSK-sized data < 2 s, on
+NRW-sized data (396 municipalities, 10 years, no raw-data sheet) < 15 s on PostgreSQL,
+with a number of queries that does not grow with the municipalities.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from datetime import date, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results.md"
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/kim_bench"
+EMAIL = "bench@bench.example"
+PASSWORD = "bench-passwort-1"  # noqa: S105 (a throw-away benchmark database)
+# Monitoring cells per municipality and quarter with the seeded indicators:
+# 3 indicators by 11 target groups + 4 without breakdown.
+QUARTERS = 40  # ten years
+EXPORT_TIME_FACTOR = 1.25
+EXPORT_PEAK_MB = 150
+HSK_SECONDS = 2.0
+NRW_SECONDS = 15.0
+
+
+# --- data ------------------------------------------------------------------------------
+
+
+def make_app(url: str):
+    from kim_admin import create_app
+
+    return create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench"})
+
+
+def database_url(kind: str, work: Path) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{work / 'bench.db'}"
+    return PG_URL
+
+
+def reset(kind: str, url: str) -> None:
+    """An empty database: a fresh SQLite file, or the kim_bench schema dropped."""
+    from sqlalchemy import create_engine, text
+
+    if kind == "sqlite":
+        Path(url.removeprefix("sqlite:///")).unlink(missing_ok=True)
+        return
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = 'kim_bench'"))
+        if not exists:
+            conn.execute(text("CREATE DATABASE kim_bench"))
+    admin.dispose()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+def generate(kind: str, url: str, towns: int, entries: int | None, approved: bool) -> int:
+    """Schema, HSK reference data, extra towns up to ``towns``, 40 quarters, figures.
+
+    Figures come from one INSERT … SELECT over towns × quarters × indicators (× target
+    groups), limited to ``entries`` rows if given; every report is approved if asked.
+    """
+    from sqlalchemy import func, select, text
+
+    from kim_admin.extensions import db
+    from kim_admin.reference import load_reference_data
+    from models import Municipality, ReportingPeriod, User
+
+    reset(kind, url)
+    app = make_app(url)
+    with app.app_context():
+        db.create_all()
+        load_reference_data()
+        existing = db.session.scalar(select(func.count(Municipality.id)))
+        db.session.add_all(
+            Municipality(
+                name=f"Gemeinde {n:04d}",
+                ags=f"05{900000 + n:06d}",
+                population=2_000 + 37 * n,
+                kim_participant=True,
+            )
+            for n in range(max(0, towns - existing))
+        )
+        db.session.execute(text("UPDATE municipality SET kim_participant = :yes"), {"yes": True})
+        for n in range(QUARTERS):
+            year, quarter = 2016 + n // 4, n % 4 + 1
+            db.session.add(
+                ReportingPeriod(
+                    year=year, quarter=quarter, is_open=False, deadline=date(year, 3 * quarter, 28)
+                )
+            )
+        user = User(email=EMAIL, name="Bench", role="district_admin")
+        user.set_password(PASSWORD)
+        db.session.add(user)
+        db.session.commit()
+        limit = f"LIMIT {int(entries)}" if entries else ""
+        yes = "true" if kind == "postgresql" else "1"
+        no = "false" if kind == "postgresql" else "0"
+        # Only integers and SQL literals of this file are formatted into the statement.
+        db.session.execute(
+            text(
+                f"""
+                INSERT INTO monitoring_entry (municipality_id, period_id, indicator_id,
+                    target_group_id, value, comment, created_at, updated_at, version,
+                    updated_by_id)
+                SELECT m.id, p.id, i.id, g.id,
+                       (m.id * 7 + p.id * 3 + i.id * 5 + COALESCE(g.id, 0)) % 40,
+                       CASE WHEN (m.id + p.id) % 20 = 0 THEN 'Kommentar der Kommune' END,
+                       :stamp, :stamp, 1, :user
+                FROM municipality m
+                CROSS JOIN reporting_period p
+                JOIN indicator i ON i.active = {yes}
+                LEFT JOIN target_group g ON i.by_target_group = {yes}
+                WHERE i.by_target_group = {yes} OR (i.by_target_group = {no} AND g.id IS NULL)
+                {limit}
+                """  # noqa: S608
+            ),
+            {"stamp": datetime(2025, 1, 2, 9, 30), "user": user.id},
+        )
+        if approved:
+            db.session.execute(
+                text(
+                    """
+                    INSERT INTO submission (municipality_id, period_id, status, submitted_at,
+                        reviewed_at)
+                    SELECT m.id, p.id, 'approved', :stamp, :stamp
+                    FROM municipality m CROSS JOIN reporting_period p
+                    """
+                ),
+                {"stamp": datetime(2025, 1, 2, 9, 30)},
+            )
+        db.session.commit()
+        count = db.session.scalar(text("SELECT count(*) FROM monitoring_entry"))
+    with app.app_context():
+        db.engine.dispose()
+    return count
+
+
+# --- cases (each in its own process) -----------------------------------------------------
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def case_export(url: str, how: str, out: Path) -> dict:
+    from flask_login import login_user
+    from sqlalchemy import select
+
+    from kim_admin.extensions import db
+    from models import User
+
+    app = make_app(url)
+    view = next(v for v in app.extensions["admin"][0]._views if v.endpoint == "monitoring_entry")
+    if how == "ours":
+        client = app.test_client()
+        page = client.get("/login").get_data(as_text=True)
+        token = page.split('name="csrf_token"', 1)[1].split('value="', 1)[1].split('"', 1)[0]
+        client.post("/login", data={"email": EMAIL, "password": PASSWORD, "csrf_token": token})
+        start = time.perf_counter()
+        response = client.get("/monitoring_entry/export/xlsx/", buffered=False)
+        with out.open("wb") as handle:
+            for chunk in response.response:
+                handle.write(chunk)
+        response.close()
+        seconds = time.perf_counter() - start
+    else:
+        with app.test_request_context("/monitoring_entry/export/xlsx/"):
+            login_user(db.session.scalar(select(User).where(User.email == EMAIL)))
+            start = time.perf_counter()
+            if how == "bare":
+                _bare_loop(view.export_query(), out)
+            else:
+                from flask_admin.model.base import BaseModelView
+
+                response = BaseModelView._export_tablib(view, "xlsx", "/")
+                out.write_bytes(response.get_data())
+            seconds = time.perf_counter() - start
+    with zipfile.ZipFile(out) as archive:
+        if "xl/workbook.xml" not in archive.namelist():
+            raise RuntimeError(f"{how}: no valid workbook")
+    return {"seconds": seconds, "peak_mb": peak_mb(), "bytes": out.stat().st_size}
+
+
+def _bare_loop(query, out: Path) -> None:
+    """The minimal loop: the same rows, plain write_row, no formats, no checks."""
+    import xlsxwriter
+
+    book = xlsxwriter.Workbook(
+        str(out), {"constant_memory": True, "strings_to_formulas": False, "strings_to_urls": False}
+    )
+    sheet = book.add_worksheet()
+    sheet.write_row(
+        0,
+        0,
+        ["Kommune", "Quartal", "Kennzahl", "Zielgruppe", "Wert", "Kommentar", "Geändert am", "von"],
+    )
+    row = 0
+    for entry in query.yield_per(2000):
+        row += 1
+        sheet.write_row(
+            row,
+            0,
+            [
+                entry.municipality.name,
+                str(entry.period),
+                str(entry.indicator),
+                entry.target_group.name if entry.target_group else None,
+                float(entry.value) if entry.value is not None else None,
+                entry.comment,
+                entry.updated_at,
+                str(entry.updated_by) if entry.updated_by else None,
+            ],
+        )
+    book.close()
+
+
+def case_report(url: str, towns: int, raw: bool, out: Path) -> dict:
+    from sqlalchemy import event, func, select
+
+    from kim_admin import report
+    from kim_admin.extensions import db
+    from models import Municipality, ReportingPeriod, User
+
+    app = make_app(url)
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.email == EMAIL))
+        ids = db.session.scalars(
+            select(Municipality.id).order_by(Municipality.name).limit(towns)
+        ).all()
+        first = db.session.scalar(select(func.min(ReportingPeriod.id)))
+        last = db.session.scalar(select(func.max(ReportingPeriod.id)))
+        options = report.ReportOptions(first, last, tuple(ids), include_raw=raw)
+        statements = []
+        listener = lambda *args: statements.append(1)  # noqa: E731
+        event.listen(db.engine, "before_cursor_execute", listener)
+        start = time.perf_counter()
+        report.build(options, user, str(out))
+        seconds = time.perf_counter() - start
+        event.remove(db.engine, "before_cursor_execute", listener)
+        db.engine.dispose()
+    return {
+        "seconds": seconds,
+        "peak_mb": peak_mb(),
+        "queries": len(statements),
+        "bytes": out.stat().st_size,
+    }
+
+
+def run_case(args: list[str], timeout: int) -> dict:
+    """Run one case in a fresh interpreter; its last output line is JSON."""
+    try:
+        done = subprocess.run(  # noqa: S603 (our own interpreter and module)
+            [sys.executable, "-m", "bench.run", "case", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"nach {timeout} s abgebrochen"}
+    if done.returncode != 0:
+        return {"error": (done.stderr.strip().splitlines() or ["?"])[-1][:200]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# --- the whole run --------------------------------------------------------------------
+
+
+def machine() -> str:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (
+        f"{os.cpu_count()} × {cpu}, {memory:.0f} GiB RAM, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}; load average before the run: {load}"
+    )
+
+
+def versions(url: str) -> str:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            version = "SQLite " + conn.scalar(text("select sqlite_version()"))
+        else:
+            version = conn.scalar(text("show server_version")).split()[0]
+            version = "PostgreSQL " + version
+    engine.dispose()
+    return version
+
+
+def verdict(ok: bool, text: str) -> str:
+    return f"{'PASS' if ok else 'MISS'} ({text})"
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", nargs="+", default=["sqlite", "postgresql"])
+    parser.add_argument("--sizes", nargs="+", type=int, default=[200_000, 1_000_000])
+    parser.add_argument(
+        "--flask-admin-max",
+        type=int,
+        default=200_000,
+        help="largest size measured through Flask-Admin's tablib export (slow, GBs of RAM)",
+    )
+    parser.add_argument("--skip-reports", action="store_true")
+    parser.add_argument("--timeout", type=int, default=1200)
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    options = parser.parse_args(argv)
+
+    lines = [
+        f"## {datetime.now():%Y-%m-%d %H:%M}",
+        "",
+        f"Machine: {machine()}.",
+        "",
+    ]
+
+    def say(text: str = "") -> None:
+        print(text, flush=True)
+        lines.append(text)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for kind in options.db:
+            url = database_url(kind, work)
+            say(f"### {kind}")
+            say()
+            say("| rows | path | time (s) | peak RSS (MB) | file (MB) | verdict |")
+            say("|---:|---|---:|---:|---:|---|")
+            for size in options.sizes:
+                towns = math.ceil(size / (QUARTERS * 37))
+                count = generate(kind, url, towns, size, approved=False)
+                results = {}
+                for how in ("bare", "ours", "flask-admin"):
+                    if how == "flask-admin" and size > options.flask_admin_max:
+                        say(f"| {count:,} | {how} | – | – | – | not run (over --flask-admin-max) |")
+                        continue
+                    out = work / f"{how}.xlsx"
+                    result = run_case(["export", url, how, str(out)], options.timeout)
+                    results[how] = result
+                    if "error" in result:
+                        say(f"| {count:,} | {how} | – | – | – | {result['error']} |")
+                        continue
+                    note = ""
+                    if how == "ours" and "seconds" in results.get("bare", {}):
+                        ratio = result["seconds"] / results["bare"]["seconds"]
+                        note = verdict(
+                            ratio <= EXPORT_TIME_FACTOR and result["peak_mb"] <= EXPORT_PEAK_MB,
+                            f"{ratio:.2f} × bare, target ≤ {EXPORT_TIME_FACTOR}; "
+                            f"peak target ≤ {EXPORT_PEAK_MB} MB",
+                        )
+                    say(
+                        f"| {count:,} | {how} | {result['seconds']:.1f} | "
+                        f"{result['peak_mb']:.0f} | {result['bytes'] / 2**20:.1f} | {note} |"
+                    )
+            say()
+            say(f"Server: {versions(url)}.")
+            say()
+            if options.skip_reports:
+                continue
+            say(
+                "| report | municipalities | figures | raw sheet | time (s) | queries | "
+                "peak RSS (MB) | verdict |"
+            )
+            say("|---|---:|---:|---|---:|---:|---:|---|")
+            for label, towns, raw, target in (
+                ("HSK", 12, True, HSK_SECONDS),
+                ("NRW", 396, False, NRW_SECONDS),
+            ):
+                count = generate(kind, url, towns, None, approved=True)
+                out = work / "report.xlsx"
+                result = run_case(["report", url, str(towns), str(int(raw)), str(out)], 600)
+                if "error" in result:
+                    say(f"| {label} | {towns} | {count:,} | – | – | – | – | {result['error']} |")
+                    continue
+                note = verdict(result["seconds"] < target, f"target < {target:g} s")
+                if label == "NRW":
+                    small = run_case(["report", url, "12", "0", str(out)], 600)
+                    same = small.get("queries") == result["queries"]
+                    note += "; " + verdict(
+                        same, f"{small.get('queries')} queries for 12 municipalities"
+                    )
+                say(
+                    f"| {label} | {towns} | {count:,} | {'yes' if raw else 'no'} | "
+                    f"{result['seconds']:.2f} | {result['queries']} | "
+                    f"{result['peak_mb']:.0f} | {note} |"
+                )
+            say()
+    if not options.no_write:
+        with RESULTS.open("a", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n\n")
+        print(f"Appended to {RESULTS.relative_to(ROOT)}.")
+
+
+def case_main(argv: list[str]) -> None:
+    kind = argv[0]
+    if kind == "export":
+        url, how, out = argv[1:4]
+        result = case_export(url, how, Path(out))
+    else:
+        url, towns, raw, out = argv[1:5]
+        result = case_report(url, int(towns), raw == "1", Path(out))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["case"]:
+        case_main(sys.argv[2:])
+    else:
+        main(sys.argv[1:])
