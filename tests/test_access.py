@@ -474,6 +474,7 @@ PAGES = [
     ("/meldestand/", "meldestand"),
     ("/bericht/", "report"),
     ("/versorgung/", "coverage"),
+    ("/versorgung/export/csv/", "coverage"),
     ("/dashboard.json", "dashboard"),
 ]
 

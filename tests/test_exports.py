@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import zipfile
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -18,10 +19,12 @@ from models import (
     Indicator,
     MonitoringEntry,
     Municipality,
+    NeedsAssessment,
     Partner,
     Post,
     ReportingPeriod,
     Room,
+    TargetGroup,
 )
 
 INJECTIONS = [
@@ -278,3 +281,66 @@ def test_published_export_hides_small_counts(app, data, as_steering):
     ]
     response = as_steering.get("/monitoring_entry/export/xlsx/?publish=1")
     assert "_Veroeffentlichung.xlsx" in response.headers["Content-Disposition"]
+
+
+def _model_views(app):
+    from views.base import SecureModelView
+
+    return [v for v in app.extensions["admin"][0]._views if isinstance(v, SecureModelView)]
+
+
+def test_no_export_anywhere_holds_a_formula(app, data, as_district):
+    """Every list export (and the coverage matrix) as xlsx: typed text never becomes a formula;
+    as CSV: no cell starts like a formula."""
+    with app.app_context():
+        partner = db.session.scalar(select(Partner).where(Partner.name == INJECTIONS[0]))
+        town = db.session.scalar(select(Municipality).where(Municipality.name == "Arnsberg"))
+        group = db.session.scalar(select(TargetGroup))
+        db.session.add(
+            Post(
+                title=INJECTIONS[1],
+                municipality=town,
+                employer_type="partner",
+                employer_partner=partner,
+                function="case_management",
+                baustein="2",
+                fte=Decimal("0.5"),
+                status="besetzt",
+                target_groups=[group],
+            )
+        )
+        db.session.add(
+            NeedsAssessment(
+                municipality=town,
+                target_group=group,
+                year=2025,
+                estimated_people=4,
+                responsible_partner=partner,
+                notes=INJECTIONS[0],
+            )
+        )
+        db.session.commit()
+        urls = [f"/{v.endpoint}/export/{{}}/" for v in _model_views(app)]
+    urls.append("/versorgung/export/{}/?year=2025")
+    seen = set()
+    for url in urls:
+        response = as_district.get(url.format("xlsx"))
+        assert response.status_code == 200, url
+        archive = zipfile.ZipFile(io.BytesIO(response.data))
+        for name in archive.namelist():
+            if name.startswith("xl/worksheets/sheet"):
+                xml = archive.read(name).decode()
+                assert "<f>" not in xml and "<f " not in xml, url
+                assert "<hyperlink" not in xml, url
+        book = openpyxl.load_workbook(io.BytesIO(response.data))
+        for sheet in book:
+            for row in sheet.iter_rows():
+                for cell in row:
+                    if isinstance(cell.value, str) and cell.value in INJECTIONS:
+                        assert cell.data_type == "s", (url, cell.value)
+                        seen.add(cell.value)
+        rows = _csv(as_district.get(url.format("csv")))
+        for row in rows[1:]:
+            for cell in row:
+                assert not cell.startswith(exports.FORMULA_PREFIXES), (url, cell)
+    assert {INJECTIONS[0], INJECTIONS[1]} <= seen
