@@ -17,6 +17,7 @@ from models import (
     Indicator,
     MonitoringEntry,
     Municipality,
+    NeedsAssessment,
     ReportingPeriod,
     Submission,
     TargetGroup,
@@ -96,6 +97,13 @@ def small_world(app, accounts):
                                 value=Decimal(value),
                             )
                         )
+        # Needs of 2025 (the range's year) for the Versorgung sheet.
+        for n, town in enumerate(towns):
+            db.session.add(
+                NeedsAssessment(
+                    municipality=town, target_group=groups[0], year=2025, estimated_people=n + 1
+                )
+            )
         db.session.commit()
         return {"towns": [t.id for t in towns], "periods": [p.id for p in periods]}
 
@@ -187,6 +195,13 @@ def _check_published(book, codes, threshold):
             assert not _leaks(line), ("Zielgruppen column", code, group, line)
         assert not _leaks([r[n] for r in group_totals] + [grand])
         assert not _leaks(list(by_town.values()) + [grand])
+    # 5. Versorgung: estimated needs with their total.
+    header, rows = _table(book["Versorgung"])
+    need = header.index("Geschätzter Bedarf (Personen)")
+    cells = [r[need] for r in rows if r[0] not in (None, "Summe")]
+    total = next(r[need] for r in rows if r[0] == "Summe")
+    assert not any(isinstance(v, int | float) and 0 < v < threshold for v in [*cells, total])
+    assert not _leaks([*cells, total]), cells
 
 
 @pytest.mark.parametrize("threshold", [3, 5])
