@@ -141,6 +141,9 @@ def test_municipal_user_sees_own_fields_only(app, case, accounts, as_arnsberg):
 
 
 def test_page_filters_and_export(case, as_steering):
+    plain = as_steering.get("/versorgung/").get_data(as_text=True)
+    assert "is-invalid" not in plain, "the defaults are valid choices"
+    assert "badge-danger" in plain and "badge-warning" in plain
     page = as_steering.get(f"/versorgung/?year={YEAR}&flag=gap").get_data(as_text=True)
     assert "1 Feld:" in page and "Arnsberg" in page and "badge-danger" in page
     page = as_steering.get(f"/versorgung/?year={YEAR}&flag=parallel").get_data(as_text=True)

@@ -141,6 +141,8 @@ class CoverageView(SecureView):
             form.municipality.data = 0
         if not request.args.get("group"):
             form.group.data = 0
+        if not request.args.get("flag"):
+            form.flag.data = ""
         if not form.validate():
             form.year.data = coverage.default_year()
         rows = coverage.matrix(
