@@ -26,7 +26,7 @@ from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 import xlsxwriter
-from flask import current_app, has_app_context
+from flask import Response, current_app, has_app_context
 
 from .formatting import de_date, de_number
 
@@ -301,3 +301,15 @@ def iter_file(handle: IO[bytes], chunk: int = 256 * 1024) -> Iterator[bytes]:
 def file_size(handle: IO[bytes]) -> int:
     """Size of an open file in bytes."""
     return os.fstat(handle.fileno()).st_size
+
+
+def download(table: Table, export_type: str, filename: str) -> Response:
+    """``table`` as an xlsx or CSV attachment, read completely before it is sent."""
+    if export_type == "csv":
+        handle, mimetype = csv_file(table), CSV_MIMETYPE
+    else:
+        handle, mimetype = xlsx_file(table), XLSX_MIMETYPE
+    response = Response(iter_file(handle), mimetype=mimetype)
+    response.content_length = file_size(handle)
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

@@ -13,7 +13,6 @@ from decimal import Decimal
 from typing import Any
 
 from flask import (
-    Response,
     abort,
     current_app,
     flash,
@@ -99,6 +98,23 @@ TYPE_FORMATTERS = {
     type(None): lambda view, value, name: "",
     list: lambda view, value, name: ", ".join(str(v) for v in value),
 }
+
+
+def record_export(resource: str, export_type: str, **details: Any) -> None:
+    """Write an export of ``resource`` to the audit trail (committed before any row is read)."""
+    audit.record(
+        "export",
+        resource,
+        municipality_id=current_user.municipality_id
+        if is_scoped(current_user, "municipality")
+        else None,
+        new={
+            "format": export_type,
+            "filter": request.query_string.decode()[:500],
+            **details,
+        },
+    )
+    db.session.commit()
 
 
 def scope_relation_fields(form: Any) -> Any:
@@ -328,27 +344,8 @@ class SecureModelView(AccessMixin, ModelView):
         """The list as shown (filters, search, sort, scope), streamed as xlsx or CSV."""
         if export_type not in self.export_types:
             abort(404)
-        audit.record(
-            "export",
-            self.resource,
-            municipality_id=current_user.municipality_id
-            if is_scoped(current_user, self.resource)
-            else None,
-            new={"format": export_type, "filter": request.query_string.decode()[:500]},
-        )
-        db.session.commit()
-        table = self.export_table()
-        filename = f"{self.get_export_name(export_type)}"
-        if export_type == "csv":
-            handle = exports.csv_file(table)
-            mimetype = exports.CSV_MIMETYPE
-        else:
-            handle = exports.xlsx_file(table)
-            mimetype = exports.XLSX_MIMETYPE
-        response = Response(exports.iter_file(handle), mimetype=mimetype)
-        response.content_length = exports.file_size(handle)
-        response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-        return response
+        record_export(self.resource, export_type)
+        return exports.download(self.export_table(), export_type, self.get_export_name(export_type))
 
     def get_export_name(self, export_type: str = "csv") -> str:
         """``Kennzahlwerte_2026-11-24.xlsx``: the list's German name and today's date."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from flask import Response, abort, current_app, request
+from flask import abort, current_app, request
 from flask_admin import expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -12,12 +12,12 @@ from sqlalchemy import select
 from wtforms import IntegerField, SelectField
 from wtforms.validators import NumberRange, Optional, ValidationError
 
-from kim_admin import audit, coverage, exports, suppression
+from kim_admin import coverage, exports, suppression
 from kim_admin.extensions import db
-from kim_admin.permissions import EXPORT, READ, apply_scope, is_scoped
+from kim_admin.permissions import EXPORT, READ, apply_scope
 from models import PRIORITIES, Municipality, TargetGroup
 
-from .base import SecureModelView, SecureView
+from .base import SecureModelView, SecureView, record_export
 
 
 class NeedsAssessmentView(SecureModelView):
@@ -178,15 +178,8 @@ class CoverageView(SecureView):
         """The matrix as shown, as xlsx or CSV."""
         if export_type not in ("xlsx", "csv"):
             abort(404)
-        audit.record(
-            "export",
-            "coverage",
-            municipality_id=current_user.municipality_id
-            if is_scoped(current_user, "municipality")
-            else None,
-            new={"format": export_type, "filter": request.query_string.decode()[:500]},
-        )
-        db.session.commit()  # before reading: a commit expires what was read
+        # Recorded and committed before reading: a commit expires what was read.
+        record_export("coverage", export_type)
         form, rows = self._filters()
         columns = coverage.columns()
         published = request.args.get("publish") == "1"
@@ -195,16 +188,7 @@ class CoverageView(SecureView):
         table = exports.Table("Versorgung", columns, rows)
         suffix = "_Veroeffentlichung" if published else ""
         name = f"Versorgungsmatrix_{form.year.data}{suffix}.{export_type}"
-        if export_type == "csv":
-            handle = exports.csv_file(table)
-            mimetype = exports.CSV_MIMETYPE
-        else:
-            handle = exports.xlsx_file(table)
-            mimetype = exports.XLSX_MIMETYPE
-        response = Response(exports.iter_file(handle), mimetype=mimetype)
-        response.content_length = exports.file_size(handle)
-        response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
-        return response
+        return exports.download(table, export_type, name)
 
 
 def published_need(threshold: int):
