@@ -25,8 +25,12 @@ from models import (
 )
 
 from .extensions import db
+from .monitoring import periods as quarters
+from .monitoring.status import RECEIVED, RETURNED
+from .monitoring.status import label as status_label
+from .monitoring.workflow import edit_deadline, lock_reason
 from .permissions import MUNICIPAL_STAFF, apply_scope
-from .reporting import APPROVED, STATUS_LABELS, SUBMITTED, edit_deadline, lock_reason
+from .scope import reachable_municipalities
 
 # Indicators compared quarter on quarter at the top of the page.
 CASE_CODES = ("CM_NEU", "CM_AKT")
@@ -34,47 +38,19 @@ CASE_CODES = ("CM_NEU", "CM_AKT")
 CHART_QUARTERS = 8
 
 
-def period_key(period: ReportingPeriod) -> int:
-    return period.year * 10 + period.quarter
-
-
 def current_period(today: date | None = None) -> ReportingPeriod | None:
-    """The quarter being reported now: the latest open one, else the latest begun."""
-    today = today or date.today()
-    latest_open = db.session.scalar(
-        select(ReportingPeriod)
-        .where(ReportingPeriod.is_open.is_(True))
-        .order_by(ReportingPeriod.year.desc(), ReportingPeriod.quarter.desc())
-    )
-    if latest_open:
-        return latest_open
-    key = today.year * 10 + (today.month - 1) // 3 + 1
-    return db.session.scalar(
-        select(ReportingPeriod)
-        .where(ReportingPeriod.year * 10 + ReportingPeriod.quarter <= key)
-        .order_by(ReportingPeriod.year.desc(), ReportingPeriod.quarter.desc())
-    )
+    """The quarter being reported now (see :func:`kim_admin.monitoring.periods.current`)."""
+    return quarters.current(today)
 
 
 def recent_periods(upto: ReportingPeriod | None, count: int = CHART_QUARTERS) -> list:
     """The ``count`` quarters up to ``upto``, oldest first."""
-    if upto is None:
-        return []
-    periods = db.session.scalars(
-        select(ReportingPeriod)
-        .where(ReportingPeriod.year * 10 + ReportingPeriod.quarter <= period_key(upto))
-        .order_by(ReportingPeriod.year.desc(), ReportingPeriod.quarter.desc())
-        .limit(count)
-    ).all()
-    return list(reversed(periods))
+    return quarters.recent(upto, count)
 
 
 def towns_of(user: Any) -> list[Municipality]:
     """The municipalities on the user's dashboard: KIM participants, or their own."""
-    query = select(Municipality).order_by(Municipality.name)
-    if user.role != MUNICIPAL_STAFF:
-        query = query.where(Municipality.kim_participant.is_(True))
-    return db.session.scalars(apply_scope(query, Municipality, "municipality", user)).all()
+    return reachable_municipalities(user, participants_only=True)
 
 
 @dataclass
@@ -87,11 +63,11 @@ class TownStatus:
 
     @property
     def label(self) -> str:
-        return STATUS_LABELS.get(self.status, self.status or "")
+        return status_label(self.status)
 
     @property
     def open(self) -> bool:
-        return self.status not in (SUBMITTED, APPROVED)
+        return self.status not in RECEIVED
 
 
 def submission_status(user: Any, period: ReportingPeriod | None, today: date | None = None):
@@ -116,7 +92,7 @@ def submission_status(user: Any, period: ReportingPeriod | None, today: date | N
     rows = []
     for town in towns:
         status = statuses.get(town.id)
-        rows.append(TownStatus(town, status, late and status not in (SUBMITTED, APPROVED)))
+        rows.append(TownStatus(town, status, late and status not in RECEIVED))
     return rows
 
 
@@ -172,7 +148,7 @@ def case_figures(user: Any, periods: list[ReportingPeriod]) -> list[dict[str, An
     )
     reported = [p for p in periods if any((code, p.id) in sums for code in CASE_CODES)]
     current = reported[-1] if reported else periods[-1]
-    earlier = [p for p in periods if period_key(p) < period_key(current)]
+    earlier = [p for p in periods if quarters.key(p) < quarters.key(current)]
     previous = earlier[-1] if earlier else None
     result = []
     for code in CASE_CODES:
@@ -265,9 +241,9 @@ def due_from(user: Any, period: ReportingPeriod | None, today: date | None = Non
     last_day = edit_deadline(period)
     return {
         "period": period,
-        "status": STATUS_LABELS.get(status, status),
-        "done": status in (SUBMITTED, APPROVED),
-        "returned": submission.return_reason if submission and status == "returned" else None,
+        "status": status_label(status),
+        "done": status in RECEIVED,
+        "returned": submission.return_reason if submission and status == RETURNED else None,
         "deadline": period.deadline,
         "days_left": (period.deadline - today).days if period.deadline else None,
         "last_day": last_day,

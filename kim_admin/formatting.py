@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
 
 from babel.numbers import format_decimal
-from flask import Flask
+from flask import Flask, current_app, has_app_context
 from flask_babel import format_datetime
 
+from .monitoring import status
 from .permissions import role_label
 
 
@@ -21,6 +23,17 @@ def de_date(value: date | None) -> str:
 def de_datetime(value: datetime | None) -> str:
     """``31.12.2025 14:05`` in the Kreis' time zone (values are stored in UTC)."""
     return format_datetime(value, "dd.MM.yyyy HH:mm") if value else ""
+
+
+def time_zone() -> ZoneInfo:
+    """The Kreis' time zone (``BABEL_DEFAULT_TIMEZONE``, Europe/Berlin)."""
+    name = current_app.config.get("BABEL_DEFAULT_TIMEZONE") if has_app_context() else None
+    return ZoneInfo(name or "Europe/Berlin")
+
+
+def local_time(value: datetime) -> datetime:
+    """A stored time (naive values are UTC) in the Kreis' time zone."""
+    return value.replace(tzinfo=value.tzinfo or UTC).astimezone(time_zone())
 
 
 def de_number(value: int | float | Decimal | None, places: int | None = None) -> str:
@@ -65,3 +78,4 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(de_datetime, "de_datetime")
     app.add_template_filter(de_number, "de_number")
     app.add_template_global(role_label, "kim_role_label")
+    app.add_template_global(status.get, "kim_status")

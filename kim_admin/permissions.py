@@ -39,9 +39,10 @@ PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
         "partner": _ALL,
         "indicator": _ALL,
         "reporting_period": _ALL,
-        "monitoring_entry": _ALL,
-        # Submissions arise from the cycle; the district edits only exceptions.
-        "submission": frozenset({READ, EDIT, EXPORT}),
+        # Figures and submissions change only through the reporting cycle
+        # (kim_admin.monitoring: the data-entry page and its import); the lists read.
+        "monitoring_entry": _READ_EXPORT,
+        "submission": _READ_EXPORT,
         "data_entry": frozenset({READ, EDIT}),
         "meldestand": _READ,
         "report": _READ_EXPORT,
@@ -81,10 +82,13 @@ PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
         # Scoped to the user's own municipality (see SCOPED_BY_MUNICIPALITY).
         "room": _READ_EXPORT,
         "post": _READ_EXPORT,
-        # Entered and changed while the quarter is open (kim_admin.reporting decides).
-        "monitoring_entry": frozenset({READ, CREATE, EDIT, EXPORT}),
+        # Entered on the data-entry page while the quarter is open
+        # (kim_admin.monitoring.workflow decides); the list only reads.
+        "monitoring_entry": _READ_EXPORT,
         "submission": _READ,
         "data_entry": frozenset({READ, EDIT}),
+        # Their own municipality's history and reporting rate.
+        "meldestand": _READ,
         # The evaluation report of their own municipality only (kim_admin.report).
         "report": _READ_EXPORT,
         # Their own municipality's needs and coverage (SCOPED_BY_MUNICIPALITY).

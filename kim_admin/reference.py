@@ -14,7 +14,7 @@ from sqlalchemy import select
 from models import Indicator, Municipality, TargetGroup, ValidationRule
 
 from .extensions import db
-from .rules import SEED_RULES
+from .monitoring.rules import SEED_RULES
 
 # (name, AGS, population 30.06.2023, KIM participant)
 MUNICIPALITIES = [

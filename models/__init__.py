@@ -15,7 +15,7 @@ from .post import (
     Post,
     post_target_group,
 )
-from .reporting import SUBMISSION_STATUSES, MonitoringEntry, ReportingPeriod, Submission
+from .reporting import SUBMISSION_STATUSES, VALUE_MAX, MonitoringEntry, ReportingPeriod, Submission
 from .room import ROOM_KINDS, Room
 from .target_group import LEGAL_AREAS, TargetGroup
 from .user import User
@@ -37,6 +37,7 @@ __all__ = [
     "RULE_OPERATORS",
     "RULE_SEVERITIES",
     "SUBMISSION_STATUSES",
+    "VALUE_MAX",
     "AuditEvent",
     "Indicator",
     "MonitoringEntry",

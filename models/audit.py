@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy import JSON, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from kim_admin.extensions import db
@@ -19,6 +19,8 @@ class AuditEvent(db.Model):
     """One logged action. Rows are only ever inserted, never changed."""
 
     __tablename__ = "audit_event"
+    # The history of one row (e.g. a figure on the entry page) is read by this key.
+    __table_args__ = (Index("ix_audit_event_object", "object_type", "object_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, Numeric, String, Text
+from sqlalchemy import CheckConstraint, Index, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kim_admin.extensions import db
@@ -39,6 +39,9 @@ class Indicator(db.Model):
             "min_value IS NULL OR max_value IS NULL OR min_value <= max_value",
             name="range_ordered",
         ),
+        # Target of the figures' composite key (indicator, broken down or not): a
+        # figure's target group must match its indicator's breakdown.
+        Index("uq_indicator_id_by_target_group", "id", "by_target_group", unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

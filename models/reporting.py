@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Numeric,
     String,
@@ -18,6 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from kim_admin.extensions import db
+from kim_admin.monitoring.status import CHOICES as SUBMISSION_STATUSES
 
 from ._common import check_choice, utcnow
 from .indicator import Indicator
@@ -25,12 +27,15 @@ from .municipality import Municipality
 from .target_group import TargetGroup
 from .user import User
 
-SUBMISSION_STATUSES = [
-    ("draft", "Entwurf"),
-    ("submitted", "gemeldet"),
-    ("approved", "freigegeben"),
-    ("returned", "zurückgegeben"),
-]
+__all__ = ["SUBMISSION_STATUSES", "VALUE_MAX", "MonitoringEntry", "ReportingPeriod", "Submission"]
+
+#: The largest figure the ``Numeric(12, 2)`` value column holds on every backend.
+VALUE_MAX = Decimal("9999999999.99")
+
+
+def _has_target_group(context) -> bool:
+    """Default of ``MonitoringEntry.by_target_group``: whether the row names a group."""
+    return context.get_current_parameters().get("target_group_id") is not None
 
 
 class ReportingPeriod(db.Model):
@@ -52,14 +57,16 @@ class ReportingPeriod(db.Model):
     @property
     def starts_on(self) -> date:
         """First day of the quarter."""
-        return date(self.year, 3 * self.quarter - 2, 1)
+        from kim_admin.monitoring.periods import bounds  # the package imports the models
+
+        return bounds(self.year, self.quarter)[0]
 
     @property
     def ends_on(self) -> date:
         """Last day of the quarter."""
-        if self.quarter == 4:
-            return date(self.year, 12, 31)
-        return date(self.year, 3 * self.quarter + 1, 1) - timedelta(days=1)
+        from kim_admin.monitoring.periods import bounds
+
+        return bounds(self.year, self.quarter)[1]
 
     def __str__(self) -> str:
         return f"Q{self.quarter}/{self.year}"
@@ -71,6 +78,21 @@ class MonitoringEntry(db.Model):
     __tablename__ = "monitoring_entry"
     __table_args__ = (
         CheckConstraint("value IS NULL OR value >= 0", name="value_non_negative"),
+        CheckConstraint(f"value IS NULL OR value <= {VALUE_MAX}", name="value_max"),
+        # A figure of an indicator broken down by target group names a group, and a
+        # figure of any other indicator names none: ``by_target_group`` mirrors the
+        # group's presence, and the composite key ties it to the indicator's flag.
+        CheckConstraint(
+            "(by_target_group AND target_group_id IS NOT NULL) "
+            "OR (NOT by_target_group AND target_group_id IS NULL)",
+            name="target_group_matches",
+        ),
+        ForeignKeyConstraint(
+            ["indicator_id", "by_target_group"],
+            ["indicator.id", "indicator.by_target_group"],
+            name="fk_monitoring_entry_indicator_breakdown",
+            ondelete="RESTRICT",
+        ),
         # One figure per cell. Plain UNIQUE treats NULLs as distinct, so an
         # entry without target group gets its own partial index.
         Index(
@@ -101,12 +123,13 @@ class MonitoringEntry(db.Model):
     period_id: Mapped[int] = mapped_column(
         ForeignKey("reporting_period.id", ondelete="RESTRICT"), index=True
     )
-    indicator_id: Mapped[int] = mapped_column(
-        ForeignKey("indicator.id", ondelete="RESTRICT"), index=True
-    )
+    # References the indicator through the composite key below, together with
+    # ``by_target_group`` (one foreign key, so that joins need no ``onclause``).
+    indicator_id: Mapped[int] = mapped_column(index=True)
     target_group_id: Mapped[int | None] = mapped_column(
         ForeignKey("target_group.id", ondelete="RESTRICT")
     )
+    by_target_group: Mapped[bool] = mapped_column(default=_has_target_group)
     # Empty while a draft leaves a gap; a comment must then explain it.
     value: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
     comment: Mapped[str | None] = mapped_column(Text)
@@ -119,7 +142,10 @@ class MonitoringEntry(db.Model):
 
     municipality: Mapped[Municipality] = relationship()
     period: Mapped[ReportingPeriod] = relationship()
-    indicator: Mapped[Indicator] = relationship()
+    indicator: Mapped[Indicator] = relationship(
+        primaryjoin="MonitoringEntry.indicator_id == Indicator.id",
+        foreign_keys=[indicator_id],
+    )
     target_group: Mapped[TargetGroup | None] = relationship()
     created_by: Mapped[User | None] = relationship(foreign_keys=[created_by_id])
     updated_by: Mapped[User | None] = relationship(foreign_keys=[updated_by_id])
@@ -148,13 +174,16 @@ class Submission(db.Model):
         ForeignKey("reporting_period.id", ondelete="RESTRICT"), index=True
     )
     status: Mapped[str] = mapped_column(String(20), default="draft")
+    # The first submission decides "on time"; a resubmission after a return keeps it.
+    first_submitted_at: Mapped[datetime | None]
     submitted_at: Mapped[datetime | None]
     submitted_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
     reviewed_at: Mapped[datetime | None]
     reviewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
     return_reason: Mapped[str | None] = mapped_column(Text)
-    # Set by the district: the municipality may change its figures until this day
-    # although the quarter is closed or its deadline has passed.
+    # Set by the district (an exception, or the new due date of a late return): the
+    # municipality may change its figures until this day although the quarter is
+    # closed or its deadline has passed.
     exception_until: Mapped[date | None]
 
     municipality: Mapped[Municipality] = relationship()

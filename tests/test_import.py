@@ -10,8 +10,8 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import func, select
 
-from kim_admin.excel_template import FIRST_ROW, KEY_COL, SHEET, VALUE_COL
 from kim_admin.extensions import db
+from kim_admin.monitoring.template import FIRST_ROW, KEY_COL, SHEET, VALUE_COL
 from models import Indicator, MonitoringEntry, Municipality, ReportingPeriod, Submission
 
 

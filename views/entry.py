@@ -1,4 +1,8 @@
-"""The quarterly data-entry page and the Meldestand matrix."""
+"""The quarterly data-entry page and the Meldestand matrix.
+
+Both pages only call :mod:`kim_admin.monitoring`: the view reads the request,
+asks the package, and renders or redirects.
+"""
 
 from __future__ import annotations
 
@@ -9,39 +13,49 @@ from flask import abort, current_app, flash, redirect, request, send_file, url_f
 from flask_admin import expose
 from flask_login import current_user
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import select
 
-from kim_admin import audit, excel_template, monitoring, reporting
+from kim_admin import audit
 from kim_admin.extensions import db
-from kim_admin.permissions import EDIT, READ, apply_scope
-from models import Municipality, ReportingPeriod, Submission
+from kim_admin.monitoring import entry, periods, status, template, workflow
+from kim_admin.permissions import DISTRICT_ADMIN, EDIT, MUNICIPAL_STAFF, READ
+from kim_admin.scope import reachable_municipalities
+from models import ReportingPeriod
 
 from .base import SecureView
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
+#: Review actions of the district and the municipality, and their success messages.
+REVIEW_MESSAGES = {
+    "approve": "Meldung freigegeben.",
+    "return": "Meldung zurückgegeben.",
+    "unapprove": "Freigabe aufgehoben; die Meldung ist wieder zur Prüfung gemeldet.",
+    "unapprove_return": "Freigabe aufgehoben und an die Kommune zurückgegeben.",
+    "withdraw": "Meldung zurückgezogen; Sie können die Zahlen wieder ändern.",
+    "exception": "Ausnahme gewährt.",
+    "revoke_exception": "Ausnahme aufgehoben.",
+}
 
-def _periods() -> list[ReportingPeriod]:
-    return db.session.scalars(
-        select(ReportingPeriod).order_by(
-            ReportingPeriod.year.desc(), ReportingPeriod.quarter.desc()
-        )
-    ).all()
 
-
-def _municipalities() -> list[Municipality]:
-    """The municipalities the user may pick (a municipal user: only their own)."""
-    query = select(Municipality).order_by(Municipality.name)
-    return db.session.scalars(apply_scope(query, Municipality, "municipality", current_user)).all()
+def _date_field(name: str) -> date | None:
+    """A date from the form (ISO, as the browser's date input sends it), or None."""
+    raw = (request.form.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw[:10])
+    except ValueError as exc:
+        raise workflow.TransitionError("Bitte ein gültiges Datum angeben.") from exc
 
 
 class DataEntryView(SecureView):
     """One municipality × one quarter: every active indicator, saved as a draft,
-    then submitted; the district approves or returns it here."""
+    then submitted; the district approves, returns or un-approves it here."""
 
     permission_resource = "data_entry"
     view_permissions = {
         "index": {"GET": READ, "POST": EDIT},
+        "history": READ,
         "template": READ,
         "upload": EDIT,
         "confirm": EDIT,
@@ -50,73 +64,68 @@ class DataEntryView(SecureView):
     @expose("/", methods=("GET", "POST"))
     def index(self):
         """Show the form for the chosen municipality and quarter; handle its buttons."""
-        towns = _municipalities()
-        periods = _periods()
+        towns = reachable_municipalities(current_user)
+        period_list = periods.newest_first()
         town = self._pick(towns, "municipality")
-        period = self._pick(periods, "period")
+        period = self._pick(period_list, "period")
         if town is None or period is None:
             return self.render(
-                "kim/entry.html", towns=towns, periods=periods, town=town, period=period, cells=[]
+                "kim/entry.html",
+                towns=towns,
+                periods=period_list,
+                town=town,
+                period=period,
+                cells=[],
             )
 
-        typed: dict[str, monitoring.Posted] = {}
+        typed: dict[str, entry.Posted] = {}
         errors: dict[str, str] = {}
         check = None
         if request.method == "POST":
             action = request.form.get("action", "save")
-            typed = self._posted()
-            if action in ("save", "submit"):
-                reason = reporting.lock_reason(current_user, town.id, period)
-                if reason:
-                    flash(reason, "error")
-                else:
-                    result = monitoring.save_draft(town.id, period, typed, current_user)
-                    errors = result.errors
-                    if result.ok and action == "save":
-                        flash(f"Entwurf gespeichert ({result.saved} Werte geändert).", "success")
-                        return redirect(self._here(town, period))
-                    if result.ok:
-                        try:
-                            check = monitoring.submit(
-                                town.id,
-                                period,
-                                current_user,
-                                acknowledged=bool(request.form.get("acknowledge")),
-                            )
-                        except reporting.TransitionError as exc:
-                            db.session.rollback()
-                            flash(str(exc), "error")
-                            return redirect(self._here(town, period))
-                        if not check.refused(bool(request.form.get("acknowledge"))):
-                            flash("Die Meldung wurde abgeschlossen.", "success")
-                            return redirect(self._here(town, period))
-                        flash(
-                            "Die Meldung ist noch nicht vollständig oder plausibel; "
-                            "Ihre Zahlen sind als Entwurf gespeichert.",
-                            "error",
-                        )
-                        typed = {}
-                    else:
-                        flash(
-                            "Bitte die markierten Eingaben korrigieren; es wurde nichts "
-                            "gespeichert.",
-                            "error",
-                        )
-            else:
+            if action not in ("save", "submit"):
                 self._review(action, town, period)
                 return redirect(self._here(town, period))
+            typed = self._posted()
+            result = entry.write_figures(town.id, period, typed, current_user)
+            errors = result.errors
+            if result.ok and action == "save":
+                flash(f"Entwurf gespeichert ({result.saved} Werte geändert).", "success")
+                return redirect(self._here(town, period))
+            if result.ok:
+                acknowledged = bool(request.form.get("acknowledge"))
+                try:
+                    check = entry.submit(town.id, period, current_user, acknowledged)
+                except workflow.TransitionError as exc:
+                    db.session.rollback()
+                    flash(str(exc), "error")
+                    return redirect(self._here(town, period))
+                if not check.refused(acknowledged):
+                    flash("Die Meldung wurde abgeschlossen.", "success")
+                    return redirect(self._here(town, period))
+                flash(
+                    "Die Meldung ist noch nicht vollständig oder plausibel; "
+                    "Ihre Zahlen sind als Entwurf gespeichert.",
+                    "error",
+                )
+                typed = {}
+            elif "_form" in errors and len(errors) == 1:
+                flash(errors["_form"], "error")
+            else:
+                flash(
+                    "Bitte die markierten Eingaben korrigieren; es wurde nichts gespeichert.",
+                    "error",
+                )
 
-        entry_cells = monitoring.cells(town.id, period)
-        submission = db.session.scalar(
-            select(Submission).where(
-                Submission.municipality_id == town.id, Submission.period_id == period.id
-            )
-        )
-        lock = reporting.lock_reason(current_user, town.id, period)
+        entry_cells = entry.cells(town.id, period)
+        submission = workflow.find_submission(town.id, period)
+        current = submission.status if submission else None
+        lock = workflow.lock_reason(current_user, town.id, period)
+        is_district = current_user.role == DISTRICT_ADMIN
         return self.render(
             "kim/entry.html",
             towns=towns,
-            periods=periods,
+            periods=period_list,
             town=town,
             period=period,
             cells=entry_cells,
@@ -124,26 +133,49 @@ class DataEntryView(SecureView):
             errors=errors,
             check=check,
             submission=submission,
-            status_label=reporting.STATUS_LABELS[submission.status if submission else None],
+            state=status.get(current),
+            return_reason=submission.return_reason if current == status.RETURNED else None,
             lock=lock,
             editable=lock is None and self.allowed(EDIT),
-            can_submit=(submission.status if submission else None) in reporting.EDITABLE_STATUSES,
-            current_findings=monitoring.findings(entry_cells),
-            range_text=monitoring.range_text,
-            edit_until=reporting.edit_deadline(period),
-            is_district=current_user.role == "district_admin",
+            can_submit=lock is None and self.allowed(EDIT) and current in status.EDITABLE,
+            can_withdraw=current_user.role == MUNICIPAL_STAFF and current == status.SUBMITTED,
+            can_review=is_district and current == status.SUBMITTED,
+            can_unapprove=is_district and current == status.APPROVED,
+            first_submitted=workflow.first_submitted(submission) if submission else None,
+            on_time=workflow.on_time(submission),
+            current_findings=entry.findings(entry_cells),
+            range_text=entry.range_text,
+            edit_until=workflow.edit_deadline(period),
+            is_district=is_district,
+            min_due=max(date.today(), period.ends_on),
+        )
+
+    @expose("/verlauf")
+    def history(self):
+        """Who changed one figure when, from what (on demand from the entry page)."""
+        town = self._pick(reachable_municipalities(current_user), "municipality")
+        period = self._pick(periods.newest_first(), "period")
+        if town is None or period is None:
+            abort(404)
+        key = request.args.get("cell", "")[:40]
+        cell = next((c for c in entry.cells(town.id, period) if c.key == key), None)
+        if cell is None:
+            abort(404)
+        changes = entry.history(cell.entry) if cell.entry else []
+        return self.render(
+            "kim/entry_history.html", town=town, period=period, cell=cell, changes=changes
         )
 
     @expose("/vorlage")
     def template(self):
         """Download the pre-filled Excel template of the chosen municipality and quarter."""
-        town = self._pick(_municipalities(), "municipality")
-        period = self._pick(_periods(), "period")
+        town = self._pick(reachable_municipalities(current_user), "municipality")
+        period = self._pick(periods.newest_first(), "period")
         if town is None or period is None:
             abort(404)
         name = f"KIM-Meldung_{town.ags}_{period.year}-Q{period.quarter}.xlsx"
         return send_file(
-            io.BytesIO(excel_template.build(town, period)),
+            io.BytesIO(template.build(town, period)),
             as_attachment=True,
             download_name=name,
             mimetype=XLSX,
@@ -152,11 +184,11 @@ class DataEntryView(SecureView):
     @expose("/import", methods=("POST",))
     def upload(self):
         """Dry run of an uploaded template: what would change, cell by cell."""
-        town = self._pick(_municipalities(), "municipality")
-        period = self._pick(_periods(), "period")
+        town = self._pick(reachable_municipalities(current_user), "municipality")
+        period = self._pick(periods.newest_first(), "period")
         if town is None or period is None:
             abort(404)
-        lock = reporting.lock_reason(current_user, town.id, period)
+        lock = workflow.lock_reason(current_user, town.id, period)
         upload = request.files.get("file")
         if lock:
             flash(lock, "error")
@@ -164,8 +196,8 @@ class DataEntryView(SecureView):
             flash("Bitte eine ausgefüllte Vorlage (.xlsx) auswählen.", "error")
         else:
             try:
-                plan = excel_template.dry_run(upload.stream, town, period)
-            except excel_template.TemplateError as exc:
+                plan = template.dry_run(upload.stream, town, period)
+            except template.TemplateError as exc:
                 flash(str(exc), "error")
             else:
                 changes = [p for p in plan if p.status in ("neu", "geändert")]
@@ -195,19 +227,15 @@ class DataEntryView(SecureView):
             data = self._signer().loads(request.form.get("token", ""))
         except BadSignature:
             abort(400)
-        town = next((t for t in _municipalities() if t.id == data["m"]), None)
+        town = next((t for t in reachable_municipalities(current_user) if t.id == data["m"]), None)
         period = db.session.get(ReportingPeriod, data["p"])
         if town is None or period is None or data["u"] != current_user.id:
             abort(404)
-        lock = reporting.lock_reason(current_user, town.id, period)
-        if lock:
-            flash(lock, "error")
-            return redirect(self._here(town, period))
         posted = {
-            key: monitoring.Posted(text, comment, version)
+            key: entry.Posted(text, comment, version)
             for key, text, comment, version in data["cells"]
         }
-        result = monitoring.save_draft(town.id, period, posted, current_user)
+        result = entry.write_figures(town.id, period, posted, current_user)
         if result.ok:
             audit.record(
                 "import",
@@ -247,12 +275,12 @@ class DataEntryView(SecureView):
         return url_for(".index", municipality=town.id, period=period.id)
 
     @staticmethod
-    def _posted() -> dict[str, monitoring.Posted]:
+    def _posted() -> dict[str, entry.Posted]:
         posted = {}
         for name, text in request.form.items():
             if name.startswith("value-"):
                 key = name[len("value-") :]
-                posted[key] = monitoring.Posted(
+                posted[key] = entry.Posted(
                     text=text,
                     comment=request.form.get(f"comment-{key}", ""),
                     version=request.form.get(f"version-{key}", 0, type=int),
@@ -260,35 +288,30 @@ class DataEntryView(SecureView):
         return posted
 
     def _review(self, action, town, period) -> None:
-        """Approve, return or reopen; the state machine checks role and status."""
-        submission = reporting.submission_for(town.id, period)
+        """Approve, return, un-approve, withdraw or set an exception; the workflow
+        checks role, status and dates."""
+        if action not in REVIEW_MESSAGES:
+            abort(400)
+        submission = workflow.submission_for(town.id, period)
+        reason = request.form.get("reason", "")[:2000]
         try:
-            if action in ("approve", "return"):
-                reporting.transition(
-                    submission, action, current_user, reason=request.form.get("reason")
-                )
-            elif action == "exception":
-                until = date.fromisoformat(request.form.get("until", ""))
-                reporting.grant_exception(submission, until, current_user)
+            if action == "exception":
+                until = _date_field("until")
+                if until is None:
+                    raise workflow.TransitionError("Bitte ein Datum angeben.")
+                workflow.grant_exception(submission, until, current_user)
+            elif action == "revoke_exception":
+                workflow.revoke_exception(submission, current_user)
             else:
-                abort(400)
-        except reporting.TransitionError as exc:
+                workflow.transition(
+                    submission, action, current_user, reason=reason, due=_date_field("due")
+                )
+        except workflow.TransitionError as exc:
             db.session.rollback()
             flash(str(exc), "error")
             return
-        except ValueError:
-            db.session.rollback()
-            flash("Bitte ein gültiges Datum angeben.", "error")
-            return
         db.session.commit()
-        flash(
-            {
-                "approve": "Meldung freigegeben.",
-                "return": "Meldung zurückgegeben.",
-                "exception": "Ausnahme gewährt.",
-            }[action],
-            "success",
-        )
+        flash(REVIEW_MESSAGES[action], "success")
 
 
 class MeldestandView(SecureView):
@@ -298,30 +321,28 @@ class MeldestandView(SecureView):
 
     @expose("/")
     def index(self):
-        """Render the matrix for the last eight quarters (two queries)."""
-        periods = list(reversed(_periods()[:8]))
-        towns = db.session.scalars(
-            select(Municipality)
-            .where(Municipality.kim_participant.is_(True))
-            .order_by(Municipality.name)
-        ).all()
-        subs = db.session.scalars(
-            select(Submission).where(Submission.period_id.in_([p.id for p in periods]))
-        ).all()
-        by_cell = {(s.municipality_id, s.period_id): s for s in subs}
-        rates = {}
-        for p in periods:
-            cells = [by_cell.get((t.id, p.id)) for t in towns]
-            received = [s for s in cells if s and s.status in ("submitted", "approved")]
-            punctual = [s for s in received if reporting.on_time(s)]
-            expected = len(towns) or 1
-            rates[p.id] = (len(received) / expected, len(punctual) / expected)
+        """Render the matrix for a chosen range of quarters (default: the last eight)."""
+        newest = periods.newest_first()
+        by_id = {p.id: p for p in newest}
+        last = by_id.get(request.args.get("bis", type=int)) or (newest[0] if newest else None)
+        first = by_id.get(request.args.get("von", type=int))
+        if last is not None and first is None:
+            first = periods.recent(last, 8)[0]
+        if first is not None and last is not None and periods.key(first) > periods.key(last):
+            flash("Das erste Quartal liegt nach dem letzten; die Auswahl wurde getauscht.", "info")
+            first, last = last, first
+        shown = periods.between(first, last) if first and last else []
+        towns = reachable_municipalities(current_user, participants_only=True)
+        by_cell = workflow.submissions_by_cell([p.id for p in shown], [t.id for t in towns])
         return self.render(
             "kim/meldestand.html",
-            periods=periods,
+            all_periods=newest,
+            first=first,
+            last=last,
+            periods=shown,
             towns=towns,
             by_cell=by_cell,
-            rates=rates,
-            labels=reporting.STATUS_LABELS,
-            on_time=reporting.on_time,
+            rates=workflow.rates(shown, towns, by_cell),
+            on_time=workflow.on_time,
+            first_submitted=workflow.first_submitted,
         )

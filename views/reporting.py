@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
-from flask_login import current_user
+from flask import url_for
+from markupsafe import Markup
 from sqlalchemy import select
-from wtforms.validators import NumberRange, Optional, ValidationError
+from wtforms.validators import NumberRange, ValidationError
 
-from kim_admin import rules
 from kim_admin.extensions import db
-from kim_admin.permissions import is_scoped
-from kim_admin.reporting import lock_reason
-from models import (
-    RULE_OPERATORS,
-    RULE_SEVERITIES,
-    SUBMISSION_STATUSES,
-    Indicator,
-    Municipality,
-)
+from kim_admin.monitoring import rules
+from models import RULE_OPERATORS, RULE_SEVERITIES, SUBMISSION_STATUSES, Indicator
 
-from .base import SecureModelView, scoped_lookup
+from .base import SecureModelView
 
-NOT_NEGATIVE = NumberRange(min=0, message="Der Wert darf nicht negativ sein.")
+
+def _period_text(view, context, model, name):
+    return str(model.period)
+
+
+def _entry_link(view, context, model, name):
+    """The quarter, linked to the data-entry page of the row's municipality and quarter."""
+    url = url_for("entry.index", municipality=model.municipality_id, period=model.period_id)
+    return Markup('<a href="{}" title="In der Dateneingabe öffnen">{}</a>').format(
+        url, model.period
+    )
 
 
 class ReportingPeriodView(SecureModelView):
@@ -94,33 +97,17 @@ class MonitoringEntryView(SecureModelView):
     column_descriptions = {
         "comment": "Nur zusammengefasste Angaben – keine personenbezogenen Daten!",
     }
-    form_columns = ["municipality", "period", "indicator", "target_group", "value", "comment"]
     # Figures are counts of people, except FTE indicators (see is_count).
     column_published_counts = frozenset({"value"})
-    # Searchable picker; the lookup finds only municipalities the user may reach.
-    form_ajax_refs = {
-        "municipality": scoped_lookup("municipality", Municipality, ["name", "ags"]),
-    }
-    form_args = {
-        "value": {"validators": [Optional(), NOT_NEGATIVE]},
-    }
+    # One way to enter figures: the data-entry page (kim_admin.monitoring); the
+    # permission table grants this list reading and export only. Each row links
+    # to its quarter's entry page.
+    column_formatters = {"period": _entry_link}
+    column_formatters_export = {"period": _period_text}
 
     def is_count(self, model, name):
         """FTE figures (indicators with decimals) are not counts of people."""
         return name == "value" and not model.indicator.decimal_places
-
-    def on_model_change(self, form, model, is_created):
-        """Record who entered or changed the figure; keep locked quarters locked."""
-        super().on_model_change(form, model, is_created)
-        if is_scoped(current_user, self.resource):
-            periods = {model.period, getattr(form.period, "object_data", None)} - {None}
-            for period in periods:
-                reason = lock_reason(current_user, model.municipality_id, period)
-                if reason:
-                    raise ValidationError(reason)
-        if is_created:
-            model.created_by_id = current_user.id
-        model.updated_by_id = current_user.id
 
 
 class SubmissionView(SecureModelView):
@@ -163,9 +150,10 @@ class SubmissionView(SecureModelView):
         "return_reason",
         "exception_until",
     ]
-    # The status moves only through the reporting workflow (data-entry page);
-    # here the district can only grant an exception date.
-    form_columns = ["exception_until"]
+    # The status, exceptions and due dates move only through the reporting
+    # workflow on the data-entry page; this list reads and exports.
+    column_formatters = {"period": _entry_link}
+    column_formatters_export = {"period": _period_text}
 
 
 def _valid_expression(form, field):

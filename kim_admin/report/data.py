@@ -19,7 +19,8 @@ from sqlalchemy.orm import aliased
 
 from kim_admin import coverage, suppression
 from kim_admin.extensions import db
-from kim_admin.reporting import APPROVED
+from kim_admin.monitoring import periods
+from kim_admin.monitoring.status import APPROVED
 from models import (
     Indicator,
     MonitoringEntry,
@@ -57,9 +58,7 @@ class ReportOptions:
     threshold: int = 3
 
 
-def period_key(period: ReportingPeriod) -> int:
-    """Sortable number of a quarter: 20253 for Q3/2025."""
-    return period.year * 10 + period.quarter
+period_key = periods.key
 
 
 def number(value: Any) -> float | None:

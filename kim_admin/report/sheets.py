@@ -12,8 +12,9 @@ from datetime import datetime
 from typing import IO, Any
 
 from kim_admin import coverage, exports, suppression
+from kim_admin.monitoring.status import APPROVED, STATUSES, SUBMITTED
+from kim_admin.monitoring.workflow import on_time
 from kim_admin.permissions import MUNICIPAL_STAFF, role_label
-from kim_admin.reporting import APPROVED, STATUS_LABELS, SUBMITTED, on_time
 from models import Indicator
 from models.partner import PARTNER_KINDS
 from models.post import BAUSTEINE, POST_FUNCTIONS
@@ -551,7 +552,7 @@ class ReportWriter:
             for col, period in enumerate(data.periods, start=1):
                 sub = by_cell.get((town.id, period.id))
                 status = sub.status if sub else None
-                text = STATUS_LABELS.get(status, status)
+                text = STATUSES[status].label if status in STATUSES else status
                 punctual = on_time(sub) if sub else None
                 if punctual is False:
                     text += " (verspätet)"
@@ -594,7 +595,7 @@ class ReportWriter:
         year = self.cells.format("0")
         formats = [None, None, year, None, None, None, None, None, None, None, None]
         write_row = self.cells.write_row
-        labels = STATUS_LABELS
+        labels = {code: s.label for code, s in STATUSES.items()}
         row = 0
         for (
             town,

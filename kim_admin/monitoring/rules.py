@@ -15,9 +15,8 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
+from kim_admin.extensions import db
 from models import ValidationRule
-
-from .extensions import db
 
 COMPARE: dict[str, Callable[[Decimal, Decimal], bool]] = {
     "<=": operator.le,

@@ -1,23 +1,37 @@
-"""The data-entry form's logic: cells, parsing, drafts with optimistic locking,
-and the checks before a submission. Testable without HTTP."""
+"""The data-entry form's logic and the one write path of figures.
+
+:func:`write_figures` is the only function that changes a figure: the entry
+page, the Excel import and the CLI call it, and nothing else writes
+``MonitoringEntry`` rows. It applies the indicator's range, decimals and
+target-group breakdown, the value column's bounds, the lock and the optimistic
+version check; the audit trail records each changed row (``kim_admin.audit``).
+Testable without HTTP.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
-from models import Indicator, MonitoringEntry, ReportingPeriod, TargetGroup
+from kim_admin.audit import record
+from kim_admin.extensions import db
+from kim_admin.formatting import de_number, parse_decimal
+from models import VALUE_MAX, AuditEvent, Indicator, MonitoringEntry, ReportingPeriod, TargetGroup
 
-from .audit import record
-from .extensions import db
-from .formatting import de_number, parse_decimal
-from .reporting import submission_for, transition
+from . import periods
 from .rules import Finding, check_rules
+from .workflow import lock_reason, submission_for, transition
+
+#: Longest text accepted in a value input (a number needs far fewer characters).
+MAX_VALUE_TEXT = 40
+#: Longest comment per value (the input's maxlength says the same).
+MAX_COMMENT = 500
 
 
 @dataclass
@@ -37,6 +51,12 @@ class Cell:
     def version(self) -> int:
         return self.entry.version if self.entry else 0
 
+    @property
+    def label(self) -> str:
+        """``CM_NEU – Geduldete`` or ``BER_KONT – gesamt``."""
+        group = self.target_group.name if self.target_group else "gesamt"
+        return f"{self.indicator.code} – {group}"
+
 
 @dataclass
 class Posted:
@@ -49,7 +69,7 @@ class Posted:
 
 @dataclass
 class SaveResult:
-    """Errors per cell key; empty when everything was saved."""
+    """Errors per cell key (``_form`` for the whole save); empty when saved."""
 
     errors: dict[str, str] = field(default_factory=dict)
     saved: int = 0
@@ -57,18 +77,6 @@ class SaveResult:
     @property
     def ok(self) -> bool:
         return not self.errors
-
-
-def previous_period(period: ReportingPeriod) -> ReportingPeriod | None:
-    """The quarter before ``period``, if it exists."""
-    year, quarter = (
-        (period.year, period.quarter - 1) if period.quarter > 1 else (period.year - 1, 4)
-    )
-    return db.session.scalar(
-        select(ReportingPeriod).where(
-            ReportingPeriod.year == year, ReportingPeriod.quarter == quarter
-        )
-    )
 
 
 def _entries(municipality_id: int, period: ReportingPeriod | None) -> dict[tuple, Any]:
@@ -96,7 +104,7 @@ def cells(municipality_id: int, period: ReportingPeriod) -> list[Cell]:
         .order_by(TargetGroup.sort_order, TargetGroup.name)
     ).all()
     current = _entries(municipality_id, period)
-    before = _entries(municipality_id, previous_period(period))
+    before = _entries(municipality_id, periods.previous(period))
     result = []
     for indicator in indicators:
         for group in groups if indicator.by_target_group else [None]:
@@ -106,21 +114,34 @@ def cells(municipality_id: int, period: ReportingPeriod) -> list[Cell]:
     return result
 
 
-def parse_value(text: str, indicator: Indicator) -> Decimal | None:
-    """A typed value as a Decimal (German comma accepted); ValueError in German."""
+def parse_value(text: str | None, indicator: Indicator) -> Decimal | None:
+    """A typed value as a Decimal (German comma accepted); ValueError in German.
+
+    The text is bounded before it is parsed, and the number before any
+    arithmetic, so no input can make the decimal module fail or store a value
+    the database cannot hold.
+    """
+    text = (text or "").strip()
+    if len(text) > MAX_VALUE_TEXT:
+        raise ValueError("Die Eingabe ist zu lang für eine Zahl.")
     try:
         value = parse_decimal(text)
     except ValueError as exc:
         raise ValueError("Bitte eine Zahl eingeben.") from exc
     if value is None:
         return None
-    places = indicator.decimal_places
-    if places == 0 and value != value.to_integral_value():
-        raise ValueError("Bitte eine ganze Zahl eingeben.")
-    if value != value.quantize(Decimal(1).scaleb(-places)):
-        raise ValueError(f"Höchstens {places} Nachkommastellen.")
     if value < 0:
         raise ValueError("Der Wert darf nicht negativ sein.")
+    if value > VALUE_MAX:
+        raise ValueError(f"Der Wert ist zu groß (höchstens {de_number(int(VALUE_MAX))}).")
+    places = indicator.decimal_places
+    try:
+        if places == 0 and value != value.to_integral_value():
+            raise ValueError("Bitte eine ganze Zahl eingeben.")
+        if value != value.quantize(Decimal(1).scaleb(-places)):
+            raise ValueError(f"Höchstens {places} Nachkommastellen.")
+    except InvalidOperation as exc:  # unreachable within the bounds above; never a 500
+        raise ValueError("Bitte eine Zahl eingeben.") from exc
     low, high = indicator.min_value, indicator.max_value
     if (low is not None and value < low) or (high is not None and value > high):
         raise ValueError(f"Erlaubt: {range_text(indicator)}.")
@@ -141,16 +162,26 @@ def range_text(indicator: Indicator) -> str:
     return "beliebig"
 
 
-def save_draft(
-    municipality_id: int, period: ReportingPeriod, posted: dict[str, Posted], user: Any
+def write_figures(
+    municipality_id: int,
+    period: ReportingPeriod,
+    posted: Mapping[str, Posted],
+    user: Any,
 ) -> SaveResult:
-    """Validate everything, then write all changed cells in one transaction.
+    """Validate everything, then write all changed cells in one transaction; commit.
 
-    Nothing is written when any cell has an error. A cell changed by someone
-    else since the form was loaded (its version moved on) is a conflict: the
-    save is refused and the message shows both values.
+    Nothing is written when the quarter is locked for ``user`` or any cell has
+    an error. A cell changed by someone else since the form was loaded (its
+    version moved on) is a conflict: the save is refused and the message shows
+    both values. Keys that name no cell of the form (a deactivated indicator, a
+    crafted field) are ignored. The quarter gets a draft submission with its
+    first figure.
     """
     result = SaveResult()
+    reason = lock_reason(user, municipality_id, period)
+    if reason:
+        result.errors["_form"] = reason
+        return result
     changes: list[tuple[Cell, Decimal | None, str | None]] = []
     for cell in cells(municipality_id, period):
         data = posted.get(cell.key)
@@ -161,7 +192,12 @@ def save_draft(
         except ValueError as exc:
             result.errors[cell.key] = str(exc)
             continue
-        comment = data.comment.strip() or None
+        comment = (data.comment or "").strip() or None
+        if comment and len(comment) > MAX_COMMENT:
+            result.errors[cell.key] = (
+                f"Der Kommentar ist zu lang (höchstens {MAX_COMMENT} Zeichen)."
+            )
+            continue
         stored_value = cell.entry.value if cell.entry else None
         stored_comment = cell.entry.comment if cell.entry else None
         if value == stored_value and comment == stored_comment:
@@ -186,6 +222,7 @@ def save_draft(
                 period_id=period.id,
                 indicator_id=cell.indicator.id,
                 target_group_id=cell.target_group.id if cell.target_group else None,
+                by_target_group=cell.target_group is not None,
                 created_by_id=user.id,
             )
             db.session.add(entry)
@@ -194,8 +231,9 @@ def save_draft(
         submission_for(municipality_id, period)  # the quarter now has a draft
     try:
         db.session.commit()
-    except (StaleDataError, IntegrityError):
-        # Someone saved the same cells between our read and our write.
+    except (StaleDataError, IntegrityError, DataError):
+        # Someone saved the same cells between our read and our write, or the
+        # database refused a value; nothing of this save is stored.
         db.session.rollback()
         result.errors["_form"] = (
             "Die Zahlen wurden gerade von jemand anderem gespeichert. Bitte laden Sie die "
@@ -248,7 +286,8 @@ def submit(
     municipality_id: int, period: ReportingPeriod, user: Any, acknowledged: bool = False
 ) -> SubmitCheck:
     """Submit the quarter if it is complete, passes every blocking rule and the user
-    acknowledged the warnings; commit. Returns the check either way."""
+    acknowledged the warnings; commit. Returns the check either way; a refused
+    transition (wrong status, locked) raises :class:`~.workflow.TransitionError`."""
     entry_cells = cells(municipality_id, period)
     found = findings(entry_cells)
     check = SubmitCheck(
@@ -272,3 +311,56 @@ def submit(
         )
     db.session.commit()
     return check
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change of a figure, as the audit trail recorded it."""
+
+    at: Any
+    who: str
+    action: str
+    old_value: str | None
+    new_value: str | None
+    old_comment: str | None
+    new_comment: str | None
+
+
+def history(entry: MonitoringEntry) -> list[Change]:
+    """Who changed the figure when, from what to what (newest first)."""
+    events = db.session.scalars(
+        select(AuditEvent)
+        .where(
+            AuditEvent.object_type == "monitoring_entry",
+            AuditEvent.object_id == str(entry.id),
+            AuditEvent.action.in_(("create", "update")),
+        )
+        .order_by(AuditEvent.id.desc())
+    )
+    changes = []
+    places = entry.indicator.decimal_places
+    for event in events:
+        old, new = event.old_values or {}, event.new_values or {}
+        if event.action == "update" and not ({"value", "comment"} & set(new)):
+            continue
+        changes.append(
+            Change(
+                at=event.created_at,
+                who=event.user_email or "",
+                action="erfasst" if event.action == "create" else "geändert",
+                old_value=_audit_number(old.get("value"), places) if "value" in old else None,
+                new_value=_audit_number(new["value"], places) if "value" in new else None,
+                old_comment=old.get("comment"),
+                new_comment=new.get("comment") if "comment" in new else None,
+            )
+        )
+    return changes
+
+
+def _audit_number(raw: Any, places: int) -> str:
+    if raw is None:
+        return "leer"
+    try:
+        return de_number(Decimal(str(raw)), places)
+    except (InvalidOperation, ValueError):
+        return str(raw)

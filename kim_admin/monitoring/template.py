@@ -2,7 +2,7 @@
 
 The template is written with xlsxwriter (locked except for the inputs, with data
 validation on the values) and read back with openpyxl. Nothing is written by a
-dry run; the confirmed import goes through :func:`monitoring.save_draft`, so the
+dry run; the confirmed import goes through :func:`.entry.write_figures`, so the
 same validation, locking and optimistic-locking rules apply as on the form.
 """
 
@@ -11,16 +11,16 @@ from __future__ import annotations
 import io
 import zipfile
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import IO, Any
 
-import xlsxwriter
 from openpyxl import load_workbook
 
+from kim_admin.exports import new_workbook
+from kim_admin.formatting import de_number
 from models import Municipality, ReportingPeriod
 
-from . import monitoring
-from .formatting import de_number
+from . import entry
 
 SHEET = "Meldung"
 FIRST_ROW = 8  # 1-based Excel row of the first figure
@@ -47,9 +47,7 @@ def build(town: Municipality, period: ReportingPeriod) -> bytes:
     """The pre-filled template for one municipality and quarter."""
     buffer = io.BytesIO()
     # User text stays text: no formulas, no links, whatever it starts with.
-    book = xlsxwriter.Workbook(
-        buffer, {"in_memory": True, "strings_to_formulas": False, "strings_to_urls": False}
-    )
+    book = new_workbook(buffer)
     sheet = book.add_worksheet(SHEET)
     bold = book.add_format({"bold": True})
     head = book.add_format({"bold": True, "bg_color": "#DDDDDD", "border": 1, "text_wrap": True})
@@ -73,7 +71,7 @@ def build(town: Municipality, period: ReportingPeriod) -> bytes:
         sheet.write_string(row, 1, value)
     for col, title in enumerate(COLUMNS):
         sheet.write_string(FIRST_ROW - 2, col, title, head)
-    for n, cell in enumerate(monitoring.cells(town.id, period)):
+    for n, cell in enumerate(entry.cells(town.id, period)):
         row = FIRST_ROW - 1 + n
         ind = cell.indicator
         sheet.write_string(row, 0, ind.code, plain)
@@ -115,7 +113,7 @@ def _validation(indicator) -> dict[str, Any]:
         "minimum": low,
         "maximum": high,
         "error_title": "Ungültiger Wert",
-        "error_message": f"Erlaubt: {monitoring.range_text(indicator)}",
+        "error_message": f"Erlaubt: {entry.range_text(indicator)}",
         "ignore_blank": True,
     }
 
@@ -171,7 +169,7 @@ def dry_run(stream: IO[bytes], town: Municipality, period: ReportingPeriod) -> l
     if len(rows) > MAX_ROWS:
         raise TemplateError("Die Datei hat zu viele Zeilen für eine Quartalsmeldung.")
 
-    by_key = {c.key: c for c in monitoring.cells(town.id, period)}
+    by_key = {c.key: c for c in entry.cells(town.id, period)}
     plan = []
     for row in rows:
         if not row or row[KEY_COL] is None:
@@ -180,19 +178,24 @@ def dry_run(stream: IO[bytes], town: Municipality, period: ReportingPeriod) -> l
         if cell is None:
             continue  # an indicator deactivated since the download
         text = _as_text(row[VALUE_COL])
-        comment = str(row[COMMENT_COL] or "").strip()
+        comment = str(row[COMMENT_COL] or "").strip()[: entry.MAX_COMMENT + 1]
         label = f"{cell.indicator.code} – " + (
             cell.target_group.name if cell.target_group else "gesamt"
         )
         places = cell.indicator.decimal_places
         old = cell.entry.value if cell.entry else None
         old_comment = (cell.entry.comment or "") if cell.entry else ""
-        version = int(row[VERSION_COL] or 0) if str(row[VERSION_COL] or "0").isdigit() else 0
+        raw_version = str(row[VERSION_COL] or "0")
+        version = int(raw_version) if raw_version.isdigit() and len(raw_version) <= 9 else 0
         planned = PlannedCell(
             cell.key, label, _shown(old, places), text, text, comment, version, "unverändert"
         )
         try:
-            new = monitoring.parse_value(text, cell.indicator)
+            new = entry.parse_value(text, cell.indicator)
+            if len(comment) > entry.MAX_COMMENT:
+                raise ValueError(
+                    f"Der Kommentar ist zu lang (höchstens {entry.MAX_COMMENT} Zeichen)."
+                )
         except ValueError as exc:
             planned.status, planned.reason = "Fehler", str(exc)
         else:
@@ -218,9 +221,21 @@ def _as_text(value: Any) -> str:
     if isinstance(value, bool):
         return "ungültig"
     if isinstance(value, int | float | Decimal):
-        number = Decimal(str(value))
-        return format(number.normalize(), "f").replace(".", ",")
-    return str(value).strip()
+        try:
+            number = Decimal(str(value))
+            if not number.is_finite():
+                return "ungültig"
+            text = format(number.normalize(), "f")
+        except (InvalidOperation, ValueError):
+            return "ungültig"
+        return _bounded(text.replace(".", ","))
+    return _bounded(str(value).strip())
+
+
+def _bounded(text: str) -> str:
+    """Text too long to be a number is cut (and then refused as too long), never echoed whole."""
+    limit = entry.MAX_VALUE_TEXT
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _shown(value: Decimal | None, places: int) -> str:
