@@ -131,9 +131,9 @@ def generate(kind: str, url: str, towns: int, entries: int | None, approved: boo
             text(
                 f"""
                 INSERT INTO monitoring_entry (municipality_id, period_id, indicator_id,
-                    target_group_id, value, comment, created_at, updated_at, version,
-                    updated_by_id)
-                SELECT m.id, p.id, i.id, g.id,
+                    target_group_id, by_target_group, value, comment, created_at,
+                    updated_at, version, updated_by_id)
+                SELECT m.id, p.id, i.id, g.id, g.id IS NOT NULL,
                        (m.id * 7 + p.id * 3 + i.id * 5 + COALESCE(g.id, 0)) % 40,
                        CASE WHEN (m.id + p.id) % 20 = 0 THEN 'Kommentar der Kommune' END,
                        :stamp, :stamp, 1, :user
@@ -152,8 +152,8 @@ def generate(kind: str, url: str, towns: int, entries: int | None, approved: boo
                 text(
                     """
                     INSERT INTO submission (municipality_id, period_id, status, submitted_at,
-                        reviewed_at)
-                    SELECT m.id, p.id, 'approved', :stamp, :stamp
+                        first_submitted_at, reviewed_at)
+                    SELECT m.id, p.id, 'approved', :stamp, :stamp, :stamp
                     FROM municipality m CROSS JOIN reporting_period p
                     """
                 ),

@@ -401,6 +401,7 @@ def _seed_figures(
             sub = Submission(municipality=m, period=period, status=status)
             if status != "draft":
                 sub.submitted_at, sub.submitted_by = stamp, user
+                sub.first_submitted_at = stamp
             if status in ("approved", "returned"):
                 sub.reviewed_at, sub.reviewed_by = stamp, district
             if status == "returned":

@@ -32,7 +32,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import selectinload
 from werkzeug.utils import secure_filename
 from wtforms import fields
-from wtforms.validators import DataRequired, ValidationError
+from wtforms.validators import DataRequired, NumberRange, ValidationError
 
 from kim_admin import audit, exports, suppression
 from kim_admin.extensions import db
@@ -171,6 +171,12 @@ def blank_first(form: Any) -> Any:
     return form
 
 
+def _column_range(low: Any, high: Any) -> NumberRange:
+    return NumberRange(
+        low, high, message=f"Erlaubt sind Werte von {de_number(low)} bis {de_number(high)}."
+    )
+
+
 class KimModelConverter(AdminModelConverter):
     """Form fields with German input: native date pickers, decimal commas."""
 
@@ -185,7 +191,22 @@ class KimModelConverter(AdminModelConverter):
         self, column: Any, field_args: dict[str, Any], **extra: Any
     ) -> GermanDecimalField:
         field_args.setdefault("places", None)
+        # No value the column cannot hold, on SQLite (which would store it) as on
+        # PostgreSQL (which would refuse the whole save): Numeric(12, 2) ends at
+        # 9,999,999,999.99.
+        precision, scale = column.type.precision, column.type.scale
+        if precision is not None:
+            largest = Decimal(10) ** (precision - (scale or 0)) - Decimal(1).scaleb(-(scale or 0))
+            field_args["validators"].append(_column_range(-largest, largest))
         return GermanDecimalField(**field_args)
+
+    @converts("Integer")
+    def handle_integer_types(
+        self, column: Any, field_args: dict[str, Any], **extra: Any
+    ) -> fields.IntegerField:
+        # PostgreSQL's integer holds ±2,147,483,647; SQLite would store more.
+        field_args["validators"].append(_column_range(-(2**31), 2**31 - 1))
+        return super().handle_integer_types(column, field_args, **extra)
 
 
 class AccessMixin:

@@ -18,6 +18,7 @@ from models import (
     POST_FUNCTIONS,
     POST_STATUSES,
     ROOM_KINDS,
+    VALUE_MAX,
 )
 
 from .base import SecureModelView
@@ -276,6 +277,11 @@ class PartnerView(SecureModelView):
     form_args = {"email": {"validators": [Optional(), EMAIL]}}
 
 
+FIGURE_RANGE = NumberRange(
+    0, VALUE_MAX, message=f"Erlaubt sind Werte von 0 bis {de_number(int(VALUE_MAX))}."
+)
+
+
 class IndicatorView(SecureModelView):
     """Indicators of the quarterly monitoring."""
 
@@ -336,5 +342,7 @@ class IndicatorView(SecureModelView):
         "decimal_places": {
             "validators": [NumberRange(0, 2, message="0, 1 oder 2 Nachkommastellen.")]
         },
-        "max_value": {"validators": [Optional(), NotLessThan("min_value")]},
+        # A range the figures' column can hold (see models.VALUE_MAX).
+        "min_value": {"validators": [Optional(), FIGURE_RANGE]},
+        "max_value": {"validators": [Optional(), FIGURE_RANGE, NotLessThan("min_value")]},
     }
