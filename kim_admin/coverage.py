@@ -46,6 +46,7 @@ from models import (
 from . import exports
 from .extensions import db
 from .permissions import apply_scope
+from .scope import municipalities_query
 
 GAP = "Lücke"
 PARALLEL = "Parallelstruktur"
@@ -100,9 +101,7 @@ def matrix(
 ) -> list[CoverageRow]:
     """The coverage of ``year`` for the municipalities ``user`` may see (or a choice of them)."""
     session = db.session
-    towns_query = apply_scope(
-        select(Municipality).order_by(Municipality.name), Municipality, "municipality", user
-    )
+    towns_query = municipalities_query(user)
     if municipality_ids is not None:
         towns_query = towns_query.where(Municipality.id.in_(list(municipality_ids)))
     towns = session.scalars(towns_query).all()

@@ -32,6 +32,7 @@ from models import (
 )
 
 from .extensions import db
+from .monitoring.status import APPROVED, DRAFT, RETURNED, SUBMITTED
 from .permissions import DISTRICT_ADMIN, MUNICIPAL_STAFF, STEERING_GROUP
 from .reference import load_reference_data
 
@@ -395,16 +396,16 @@ def _seed_figures(
             add("FALLKONF", rng.randint(0, 4))
             add("VZAE_BES", Decimal("1.00") if m.population > 20000 else Decimal("0.50"))
             last = n == len(past) - 1
-            status = "approved"
+            status = APPROVED
             if last:
-                status = rng.choice(["submitted", "approved", "draft", "returned"])
+                status = rng.choice([SUBMITTED, APPROVED, DRAFT, RETURNED])
             sub = Submission(municipality=m, period=period, status=status)
-            if status != "draft":
+            if status != DRAFT:
                 sub.submitted_at, sub.submitted_by = stamp, user
                 sub.first_submitted_at = stamp
-            if status in ("approved", "returned"):
+            if status in (APPROVED, RETURNED):
                 sub.reviewed_at, sub.reviewed_by = stamp, district
-            if status == "returned":
+            if status == RETURNED:
                 sub.return_reason = "Bitte die Zahl der Beratungskontakte prüfen."
             db.session.add(sub)
     db.session.add_all(entries)

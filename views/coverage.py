@@ -14,8 +14,9 @@ from wtforms.validators import NumberRange, Optional, ValidationError
 
 from kim_admin import coverage, exports, suppression
 from kim_admin.extensions import db
-from kim_admin.permissions import EXPORT, READ, apply_scope
-from models import PRIORITIES, Municipality, TargetGroup
+from kim_admin.permissions import EXPORT, READ
+from kim_admin.scope import reachable_municipalities
+from models import PRIORITIES, TargetGroup
 
 from .base import SecureModelView, SecureView, record_export
 
@@ -120,14 +121,7 @@ class CoverageView(SecureView):
 
     def _filters(self) -> tuple[CoverageFilter, list[coverage.CoverageRow]]:
         form = CoverageFilter(request.args)
-        towns = db.session.scalars(
-            apply_scope(
-                select(Municipality).order_by(Municipality.name),
-                Municipality,
-                "municipality",
-                current_user,
-            )
-        ).all()
+        towns = reachable_municipalities(current_user)
         groups = db.session.scalars(
             select(TargetGroup)
             .where(TargetGroup.active.is_(True))
