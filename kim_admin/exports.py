@@ -54,6 +54,41 @@ DATE = "dd.mm.yyyy"
 DATETIME = "dd.mm.yyyy hh:mm"
 
 
+#: Height in points of one line of 11-pt text (Excel's default row height).
+LINE_HEIGHT = 15.0
+
+
+def wrapped_lines(text: str, width: float) -> int:
+    """How many lines ``text`` takes, wrapped at spaces in a column ``width`` wide.
+
+    Generous on purpose: a character is taken as 1.2 of the width unit (the
+    width of a "0"), which covers bold text and wide letters in Excel and
+    LibreOffice alike; a word longer than a line is broken by characters.
+    """
+    per_line = max(1, int(width / 1.2))
+    lines = 0
+    for paragraph in text.split("\n"):
+        used = 0
+        lines += 1
+        for word in paragraph.split():
+            if used and used + 1 + len(word) <= per_line:
+                used += 1 + len(word)
+                continue
+            if used:
+                lines += 1
+            while len(word) > per_line:  # runs on over the next lines
+                word = word[per_line:]
+                lines += 1
+            used = len(word)
+    return lines
+
+
+def row_height(texts: Sequence[str], widths: Sequence[float]) -> float:
+    """A row height in points that shows each wrapped text in its column in full."""
+    lines = max((wrapped_lines(t, w) for t, w in zip(texts, widths, strict=False) if t), default=1)
+    return lines * LINE_HEIGHT + 3
+
+
 def new_workbook(target: str | IO[bytes], *, constant_memory: bool = False) -> Any:
     """An xlsxwriter workbook that never turns strings into formulas, links or numbers."""
     options: dict[str, Any] = {**SAFE_OPTIONS, "constant_memory": constant_memory}
@@ -127,8 +162,20 @@ class CellWriter:
         for col, value in enumerate(values):
             (dispatch.get(type(value)) or self._other)(sheet, row, col, value, formats[col])
 
-    def header_row(self, sheet: Any, row: int, labels: Sequence[str]) -> None:
-        """Bold column headings (always text)."""
+    def header_row(
+        self,
+        sheet: Any,
+        row: int,
+        labels: Sequence[str],
+        widths: Sequence[float] | None = None,
+    ) -> None:
+        """Bold, wrapped column headings (always text).
+
+        With the column ``widths`` the row is made tall enough for every heading
+        (:func:`row_height`); without them its height is left to the viewer.
+        """
+        if widths is not None:
+            sheet.set_row(row, row_height(labels, widths))
         for col, label in enumerate(labels):
             sheet.write_string(row, col, label, self.header)
 

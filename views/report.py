@@ -8,32 +8,75 @@ from flask import Response, current_app, request
 from flask_admin import expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from sqlalchemy import select
 from wtforms import BooleanField, RadioField, SelectField, SelectMultipleField, SubmitField, widgets
-from wtforms.validators import DataRequired, ValidationError
+from wtforms.validators import DataRequired, StopValidation, ValidationError
 
-from kim_admin import audit, exports, report
+from kim_admin import audit, exports, report, scope
 from kim_admin.extensions import db
-from kim_admin.permissions import EXPORT, READ, apply_scope, is_scoped
-from models import Municipality, ReportingPeriod
+from kim_admin.monitoring import periods
+from kim_admin.permissions import EXPORT, READ, is_scoped
 
 from .base import SecureView
 
+UNKNOWN_QUARTER = "Bitte ein Quartal aus der Liste wählen."
+# Said alike for an unknown id and another municipality's: a municipality outside
+# the user's scope is treated as if it did not exist.
+UNKNOWN_TOWN = "Unbekannte Kommune: Bitte nur Kommunen aus der Liste wählen."
+
+
+class QuarterField(SelectField):
+    """A quarter from the list; anything else is refused in German (not WTForms' English)."""
+
+    def __init__(self, label: str, **kwargs) -> None:
+        kwargs.setdefault("validators", [DataRequired("Bitte wählen.")])
+        super().__init__(label, coerce=int, validate_choice=False, **kwargs)
+
+    def process_formdata(self, valuelist):
+        """Read the id; text that is not a number gets the German message."""
+        if valuelist:
+            try:
+                self.data = int(valuelist[0])
+            except ValueError as exc:
+                self.data = None
+                raise ValueError(UNKNOWN_QUARTER) from exc
+
+    def pre_validate(self, form):
+        """Only a quarter of the list."""
+        if self.process_errors:
+            raise StopValidation()  # keeps the German message; "Bitte wählen." would drop it
+        if self.data is not None and self.data not in {value for value, _ in self.choices}:
+            raise ValidationError(UNKNOWN_QUARTER)
+
 
 class CheckboxListField(SelectMultipleField):
-    """Several choices as a list of checkboxes."""
+    """Several municipalities as a list of checkboxes, checked by ``kim_admin.scope``."""
 
     widget = widgets.ListWidget(prefix_label=False)
     option_widget = widgets.CheckboxInput()
 
+    def process_formdata(self, valuelist):
+        """Read the ids; text that is not a number gets the German message."""
+        self.data = [int(value) for value in valuelist if value.strip().isdigit()]
+        if len(self.data) < len(valuelist):
+            raise ValueError(UNKNOWN_TOWN)
+
+    def pre_validate(self, form):
+        """Stop at an id that is not a number, keeping its German message."""
+        if self.process_errors:
+            raise StopValidation()
+
 
 class ReportForm(FlaskForm):
-    """Range of quarters, municipalities and data basis of a report."""
+    """Range of quarters, municipalities and data basis of a report, for ``user``."""
 
-    first = SelectField("Von Quartal", coerce=int, validators=[DataRequired("Bitte wählen.")])
-    last = SelectField("Bis Quartal", coerce=int, validators=[DataRequired("Bitte wählen.")])
+    first = QuarterField("Von Quartal")
+    last = QuarterField("Bis Quartal")
     municipalities = CheckboxListField(
-        "Kommunen", coerce=int, validators=[DataRequired("Bitte mindestens eine Kommune wählen.")]
+        "Kommunen",
+        coerce=int,
+        # Checked against the user's scope in validate_municipalities, in German.
+        validate_choice=False,
+        validators=[DataRequired("Bitte mindestens eine Kommune wählen.")],
     )
     basis = RadioField(
         "Datenbasis",
@@ -46,6 +89,10 @@ class ReportForm(FlaskForm):
     publish = BooleanField("für Veröffentlichung: kleine Fallzahlen unterdrücken")
     submit = SubmitField("Bericht herunterladen")
 
+    def __init__(self, user, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+
     def validate_last(self, field):
         """The range runs forwards."""
         # The choices are in chronological order.
@@ -53,6 +100,12 @@ class ReportForm(FlaskForm):
         first, last = order.get(self.first.data), order.get(field.data)
         if first is not None and last is not None and last < first:
             raise ValidationError("Das letzte Quartal darf nicht vor dem ersten liegen.")
+
+    def validate_municipalities(self, field):
+        """Only municipalities the user may reach (unknown and foreign ids alike refused)."""
+        _, foreign = scope.reachable_municipality_ids(self.user, field.data or [])
+        if foreign:
+            raise ValidationError(UNKNOWN_TOWN)
 
 
 class ReportView(SecureView):
@@ -62,23 +115,13 @@ class ReportView(SecureView):
     view_permissions = {"index": {"GET": READ, "POST": EXPORT}}
 
     def _form(self) -> ReportForm:
-        form = ReportForm()
-        periods = db.session.scalars(
-            select(ReportingPeriod).order_by(ReportingPeriod.year, ReportingPeriod.quarter)
-        ).all()
-        choices = [(p.id, str(p)) for p in periods]
+        form = ReportForm(current_user)
+        choices = [(p.id, str(p)) for p in reversed(periods.newest_first())]
         form.first.choices = choices
         form.last.choices = choices
-        towns = db.session.scalars(
-            apply_scope(
-                select(Municipality).order_by(Municipality.name),
-                Municipality,
-                "municipality",
-                current_user,
-            )
-        ).all()
         form.municipalities.choices = [
-            (t.id, t.name + ("" if t.kim_participant else " (keine KIM-Teilnahme)")) for t in towns
+            (t.id, t.name + ("" if t.kim_participant else " (keine KIM-Teilnahme)"))
+            for t in scope.reachable_municipalities(current_user)
         ]
         if request.method == "GET":
             defaults = report.default_options(current_user)

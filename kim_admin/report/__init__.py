@@ -5,43 +5,49 @@ The sheets are those of DOMAIN.md §6. Figures are aggregated in the database
 municipalities it covers; only the raw-data sheet reads every figure, streamed
 from a server-side cursor. Flows are summed over the range, stocks are taken at
 the range's last quarter. Totals rows are computed here, not left to formulas
-that a viewer might not recalculate. The workbook is written in xlsxwriter's
-``constant_memory`` mode, sheet by sheet and row by row.
+that a viewer might not recalculate. Quarters without every municipality's
+approved report are marked provisional ("p"), see :mod:`.data`. The workbook is
+written in xlsxwriter's ``constant_memory`` mode, sheet by sheet and row by row.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-from datetime import date
 from typing import IO, Any
 
-from sqlalchemy import select
+from kim_admin import scope
+from kim_admin.monitoring import periods
+from models import ReportingPeriod
 
-from kim_admin.extensions import db
-from kim_admin.permissions import MUNICIPAL_STAFF
-from models import Municipality, ReportingPeriod
-
-from .data import ReportData, ReportError, ReportOptions, period_key
-from .sheets import SHEETS, ReportWriter
+from .data import (
+    DISTRICT,
+    SOURCE,
+    ReportData,
+    ReportError,
+    ReportOptions,
+    last_complete_period,
+    period_key,
+)
+from .sheets import SHEETS, SYMBOL_KEY, ReportWriter
 
 __all__ = [
+    "DISTRICT",
     "SHEETS",
+    "SOURCE",
+    "SYMBOL_KEY",
     "ReportData",
     "ReportError",
     "ReportOptions",
     "ReportWriter",
     "build",
     "default_options",
+    "default_range",
     "filename",
-    "scoped_options",
+    "last_complete_period",
+    "period_key",
 ]
 
-
-def scoped_options(options: ReportOptions, user: Any) -> ReportOptions:
-    """A municipal user's report covers their own municipality, whatever was asked."""
-    if user.role == MUNICIPAL_STAFF:
-        return replace(options, municipality_ids=(user.municipality_id,))
-    return options
+#: Quarters in the default range.
+DEFAULT_QUARTERS = 4
 
 
 def filename(first: ReportingPeriod, last: ReportingPeriod) -> str:
@@ -50,29 +56,33 @@ def filename(first: ReportingPeriod, last: ReportingPeriod) -> str:
 
 
 def build(options: ReportOptions, user: Any, target: str | IO[bytes]) -> ReportData:
-    """Write the report for ``options`` as seen by ``user`` into ``target``."""
-    data = ReportData(scoped_options(options, user), user)
+    """Write the report for ``options`` as seen by ``user`` into ``target``.
+
+    Raises :class:`ReportError` (German) for a municipality ``user`` may not reach.
+    """
+    data = ReportData(options, user)
     ReportWriter(data, user, target).write()
     return data
 
 
+def default_range(municipality_ids: list[int]) -> list[ReportingPeriod]:
+    """Four quarters ending at the last one every municipality has approved.
+
+    Without such a quarter: the four up to the last quarter that has ended (or
+    the latest stored), which the report then marks as provisional.
+    """
+    last = last_complete_period(municipality_ids)
+    if last is None:
+        last = next(iter(periods.ended() or periods.newest_first()), None)
+    return periods.recent(last, DEFAULT_QUARTERS)
+
+
 def default_options(user: Any) -> dict[str, Any]:
-    """Form defaults: the last four completed quarters, all KIM participants."""
-    today = date.today()
-    current = today.year * 10 + (today.month - 1) // 3 + 1
-    periods = db.session.scalars(
-        select(ReportingPeriod).order_by(
-            ReportingPeriod.year.desc(), ReportingPeriod.quarter.desc()
-        )
-    ).all()
-    recent = ([p for p in periods if period_key(p) < current] or periods)[:4]
-    towns = db.session.scalars(
-        select(Municipality.id).where(Municipality.kim_participant.is_(True))
-    ).all()
-    if user.role == MUNICIPAL_STAFF:
-        towns = [user.municipality_id]
+    """Form defaults: the KIM participants ``user`` may reach, and :func:`default_range`."""
+    towns = [t.id for t in scope.reachable_municipalities(user, participants_only=True)]
+    recent = default_range(towns)
     return {
-        "first": recent[-1].id if recent else None,
-        "last": recent[0].id if recent else None,
-        "municipalities": list(towns),
+        "first": recent[0].id if recent else None,
+        "last": recent[-1].id if recent else None,
+        "municipalities": towns,
     }

@@ -4,6 +4,23 @@ Figures are aggregated in the database (``GROUP BY``), so a report costs the sam
 number of queries however many municipalities it covers; only the raw-data sheet
 reads every figure, streamed from a server-side cursor. Flows are summed over
 the range, stocks are taken at the range's last quarter.
+
+**Provisional quarters.** Only an approved report is final. A quarter of the
+range in which not every chosen municipality's report is approved is
+*provisional* ("p"), and so is every figure that depends on it: a
+municipality's value whose quarters are not all approved, and every total over
+such a quarter. Totals are sums over the municipalities that *reported*, never
+extrapolated; rates per 1,000 inhabitants divide by the population of the
+municipalities that have a value, so that a quarter with one of seven towns in
+does not look like a collapse. What "reported" means follows the data basis:
+
+* *only approved reports* (the default): a municipality reported a quarter when
+  its report is approved; its other figures are not in the report at all.
+* *every figure entered*: a municipality reported a quarter when it has entered
+  figures or submitted its report (a submitted report may have gaps explained by
+  comments). Its figures count, but stay provisional until approved: they can
+  still change. So the same quarter may be complete in coverage ("7 von 7 mit
+  Werten") and still provisional ("davon 1 freigegeben").
 """
 
 from __future__ import annotations
@@ -11,16 +28,18 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import aliased
 
-from kim_admin import coverage, suppression
+from kim_admin import coverage, scope, suppression
 from kim_admin.extensions import db
+from kim_admin.formatting import local_time
 from kim_admin.monitoring import periods
-from kim_admin.monitoring.status import APPROVED
+from kim_admin.monitoring.status import APPROVED, RECEIVED
 from models import (
     Indicator,
     MonitoringEntry,
@@ -35,6 +54,11 @@ from models import (
 from models.partner import partner_municipality, partner_target_group
 
 WHOLE_DISTRICT = "ganzer Kreis"
+#: The Kreis whose monitoring this is. No table holds it (the municipalities share
+#: its key 05958, but not its name), so it is named here, once.
+DISTRICT = "Hochsauerlandkreis"
+#: The source line of every sheet, as official statistics tables give it.
+SOURCE = f"Quelle: KIM-Monitoring des {DISTRICT}es, eigene Berechnungen"
 
 
 class ReportError(ValueError):
@@ -68,13 +92,49 @@ def number(value: Any) -> float | None:
     return float(value) if isinstance(value, Decimal) else value
 
 
+def per_thousand(value: float | None, population: int) -> float | None:
+    """``value`` per 1,000 inhabitants (None without a value or a population)."""
+    if value is None or not population:
+        return None
+    return value / population * 1000
+
+
+def last_complete_period(municipality_ids: Iterable[int]) -> ReportingPeriod | None:
+    """The latest quarter in which every one of the municipalities has an approved report.
+
+    This is where a report's default range ends: the last quarter whose figures
+    are final for all of them. None if there is no such quarter (or no municipality).
+    """
+    ids = list(dict.fromkeys(municipality_ids))
+    if not ids:
+        return None
+    complete = (
+        select(Submission.period_id)
+        .where(Submission.municipality_id.in_(ids), Submission.status == APPROVED)
+        .group_by(Submission.period_id)
+        .having(func.count(Submission.municipality_id.distinct()) == len(ids))
+    )
+    return db.session.scalar(
+        select(ReportingPeriod)
+        .where(ReportingPeriod.id.in_(complete))
+        .order_by(periods.key_column().desc())
+        .limit(1)
+    )
+
+
 class ReportData:
     """Everything the workbook shows, read with a fixed number of queries."""
 
     def __init__(self, options: ReportOptions, user: Any) -> None:
         self.options = options
         self.user = user
+        # The moment the data is read: "Erstellt am" and "Datenstand" (aware, UTC).
+        self.read_at = datetime.now(UTC)
         session = db.session
+        reachable, foreign = scope.reachable_municipality_ids(user, options.municipality_ids)
+        if foreign:
+            # Treated like an unknown id: the answer does not say whether it exists.
+            raise ReportError("Unbekannte Kommune: Bitte nur Kommunen aus der Liste wählen.")
         bounds = session.scalars(
             select(ReportingPeriod).where(
                 ReportingPeriod.id.in_([options.first_period_id, options.last_period_id])
@@ -86,18 +146,11 @@ class ReportData:
         first, last = by_id[options.first_period_id], by_id[options.last_period_id]
         if period_key(first) > period_key(last):
             raise ReportError("Das erste Quartal liegt nach dem letzten.")
-        key = ReportingPeriod.year * 10 + ReportingPeriod.quarter
-        self.periods: list[ReportingPeriod] = session.scalars(
-            select(ReportingPeriod)
-            .where(key.between(period_key(first), period_key(last)))
-            .order_by(ReportingPeriod.year, ReportingPeriod.quarter)
-        ).all()
+        self.periods: list[ReportingPeriod] = periods.between(first, last)
         self.first, self.last = first, last
         self.period_ids = [p.id for p in self.periods]
         self.towns: list[Municipality] = session.scalars(
-            select(Municipality)
-            .where(Municipality.id.in_(options.municipality_ids))
-            .order_by(Municipality.name)
+            select(Municipality).where(Municipality.id.in_(reachable)).order_by(Municipality.name)
         ).all()
         if not self.towns:
             raise ReportError("Bitte mindestens eine Kommune wählen.")
@@ -116,7 +169,9 @@ class ReportData:
                 Submission.municipality_id.in_(self.town_ids),
             )
         ).all()
+        self.by_cell = {(s.municipality_id, s.period_id): s for s in self.submissions}
         self._read_figures()
+        self._read_completeness()
         # Coverage in the year of the range's last quarter (Handlungsfeld 3).
         self.coverage = coverage.matrix(last.year, user, self.town_ids)
 
@@ -157,14 +212,104 @@ class ReportData:
             self.range_values[key] = self.range_values.get(key, 0) + value
             if group is not None:
                 self.group_values[(town, indicator, group)] = value
-        series = db.session.execute(
-            self._entries(e.period_id, e.indicator_id, func.sum(e.value)).group_by(
-                e.period_id, e.indicator_id
-            )
+        # (municipality, quarter, indicator) -> value: the time series and who has a value.
+        quarters = db.session.execute(
+            self._entries(e.municipality_id, e.period_id, e.indicator_id, func.sum(e.value))
+            .where(e.value.is_not(None))
+            .group_by(e.municipality_id, e.period_id, e.indicator_id)
         ).all()
-        self.series: dict[tuple[int, int], float] = {
-            (p, i): number(v) for p, i, v in series if v is not None
+        population = {t.id: t.population for t in self.towns}
+        self.series: dict[tuple[int, int], float] = {}
+        #: Inhabitants of the municipalities with a value, per (quarter, indicator).
+        self.series_population: dict[tuple[int, int], int] = defaultdict(int)
+        self.with_figures: dict[int, set[int]] = defaultdict(set)
+        for town, period, indicator, value in quarters:
+            key = (period, indicator)
+            self.series[key] = self.series.get(key, 0) + number(value)
+            self.series_population[key] += population[town]
+            self.with_figures[period].add(town)
+
+    def _read_completeness(self) -> None:
+        """Who is approved and who counts as reported, per quarter (see the module doc)."""
+        self.approved: dict[int, set[int]] = {p: set() for p in self.period_ids}
+        received: dict[int, set[int]] = {p: set() for p in self.period_ids}
+        for (town, period), submission in self.by_cell.items():
+            if submission.status == APPROVED:
+                self.approved[period].add(town)
+            if submission.status in RECEIVED:
+                received[period].add(town)
+        if self.options.approved_only:
+            self.reported = self.approved
+        else:
+            self.reported = {p: received[p] | self.with_figures[p] for p in self.period_ids}
+        expected = set(self.town_ids)
+        self.provisional_periods: list[ReportingPeriod] = [
+            p for p in self.periods if self.approved[p.id] != expected
+        ]
+        provisional = {p.id for p in self.provisional_periods}
+        # A municipality's range value is final when all of its quarters are approved
+        # (flows) or its last quarter is (stocks).
+        self._final_flow = {
+            t: all(t in self.approved[p] for p in self.period_ids) for t in self.town_ids
         }
+        self._final_end = {t: t in self.approved[self.last.id] for t in self.town_ids}
+        self._provisional = provisional
+
+    # --- completeness ---------------------------------------------------------------
+    def is_provisional(self, period: ReportingPeriod) -> bool:
+        """Whether a quarter of the range lacks an approved report of a chosen municipality."""
+        return period.id in self._provisional
+
+    def town_provisional(self, town_id: int, indicator: Indicator) -> bool:
+        """Whether a municipality's range value of ``indicator`` may still change."""
+        final = self._final_end if indicator.kind == "stock" else self._final_flow
+        return not final[town_id]
+
+    def total_provisional(self, indicator: Indicator) -> bool:
+        """Whether the total of ``indicator`` over the range rests on a provisional quarter."""
+        if indicator.kind == "stock":
+            return self.is_provisional(self.last)
+        return bool(self._provisional)
+
+    def period_label(self, period: ReportingPeriod) -> str:
+        """``Q3/2026``, or ``Q3/2026 p`` for a provisional quarter."""
+        return f"{period} p" if self.is_provisional(period) else str(period)
+
+    def coverage_line(self, period: ReportingPeriod) -> str:
+        """``Q3/2026: 1 von 7 Kommunen freigegeben (vorläufig)``."""
+        expected = len(self.towns)
+        approved = len(self.approved[period.id])
+        if self.options.approved_only:
+            text = f"{period}: {approved} von {expected} Kommunen freigegeben"
+        else:
+            reported = len(self.reported[period.id])
+            text = (
+                f"{period}: {reported} von {expected} Kommunen mit Werten oder Meldung, "
+                f"davon {approved} freigegeben"
+            )
+        return f"{text} (vorläufig)" if self.is_provisional(period) else text
+
+    def data_status(self) -> str:
+        """``Datenstand: 15.01.2026, 14:05 Uhr`` (the moment the data was read, Berlin time)."""
+        return f"Datenstand: {local_time(self.read_at):%d.%m.%Y, %H:%M} Uhr"
+
+    # --- rates over the municipalities that reported -----------------------------------
+    def series_rate(self, period: ReportingPeriod, indicator: Indicator) -> float | None:
+        """A quarter's value per 1,000 inhabitants of the municipalities that have one."""
+        key = (period.id, indicator.id)
+        return per_thousand(self.series.get(key), self.series_population.get(key, 0))
+
+    def total_rate(self, indicator: Indicator) -> float | None:
+        """The range's value per 1,000 inhabitants, over the municipalities that reported.
+
+        A stock is its last quarter's rate; a flow the sum of its quarterly rates, each
+        over the municipalities with a value in that quarter. With every municipality
+        in every quarter this is simply the total ÷ their population × 1,000.
+        """
+        if indicator.kind == "stock":
+            return self.series_rate(self.last, indicator)
+        rates = [r for p in self.periods if (r := self.series_rate(p, indicator)) is not None]
+        return sum(rates) if rates else None
 
     # --- publication --------------------------------------------------------------
     def total(self, indicator: Indicator) -> float | None:

@@ -3,23 +3,32 @@
 Written in xlsxwriter's ``constant_memory`` mode. Totals rows are computed here,
 not left to formulas that a viewer might not recalculate; in a published report
 the cells chosen by :meth:`ReportData.hidden_cells` are shown as ".".
+
+Every sheet is laid out like a table of official statistics: a title line (with
+the range), the data status ("Datenstand") and the source above the header row
+(always row 4, frozen, repeated on every printed page); below the table its
+notes, the reporting status of provisional quarters and the symbol key. The
+symbols are those of the Statistisches Bundesamt: "–" nothing (exactly 0, shown
+by the number format, so the cell stays a number), "." suppressed, "p"
+provisional (a number format suffix, so a provisional value stays a number too).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from typing import IO, Any
 
 from kim_admin import coverage, exports, suppression
-from kim_admin.monitoring.status import APPROVED, STATUSES, SUBMITTED
-from kim_admin.monitoring.workflow import on_time
+from kim_admin.monitoring import status
+from kim_admin.monitoring.status import APPROVED, SUBMITTED
+from kim_admin.monitoring.workflow import on_time, rates
 from kim_admin.permissions import MUNICIPAL_STAFF, role_label
 from models import Indicator
+from models.indicator import INDICATOR_KINDS
 from models.partner import PARTNER_KINDS
 from models.post import BAUSTEINE, POST_FUNCTIONS
 
-from .data import ReportData, number
+from .data import DISTRICT, SOURCE, ReportData, number
 
 SHEETS = [
     "Übersicht",
@@ -36,6 +45,33 @@ SHEETS = [
 
 DISTRICT_LEVEL = "Kreisebene"
 TOTAL = "Summe"
+#: Marks a provisional value or quarter (appended to labels and number formats).
+PROVISIONAL = "p"
+NOTHING = "–"
+SYMBOL_KEY = (
+    f"Zeichenerklärung: {NOTHING} nichts vorhanden · {suppression.SUPPRESSED} unterdrückt "
+    f"(Geheimhaltung) · {PROVISIONAL} vorläufig"
+)
+SUM_NOTE = "Summen über die Kommunen mit Werten (nicht hochgerechnet)."
+RATE_NOTE = (
+    "Je 1.000 Einwohner: bezogen auf die Einwohner der Kommunen mit Wert, bei Bewegungsgrößen "
+    "als Summe der Quartalswerte."
+)
+#: Rows above the header row: title, data status, source.
+HEADER_ROW = 3
+FIRST_ROW = HEADER_ROW + 1
+
+
+def number_format(base: str, provisional: bool = False) -> str:
+    """``base`` with 0 shown as "–" and, if provisional, " p" after the number."""
+    if provisional:
+        return f'{base}" {PROVISIONAL}";-{base}" {PROVISIONAL}";"{NOTHING} {PROVISIONAL}"'
+    return f'{base};-{base};"{NOTHING}"'
+
+
+def _header_text(text: str, limit: int = 120) -> str:
+    """Text for a printed page's header or footer ("&" escaped, Excel's length limit)."""
+    return text[:limit].replace("&", "&&")
 
 
 class ReportWriter:
@@ -50,17 +86,18 @@ class ReportWriter:
         self.title = fmt(None, bold=True, font_size=14)
         self.label = fmt(None, bold=True)
         self.wrap = fmt(None, text_wrap=True, valign="top")
-        self.integer = fmt(exports.INTEGER)
-        self.one = fmt(exports.ONE_DECIMAL)
-        self.two = fmt(exports.TWO_DECIMALS)
         self.percent = fmt("0.0 %")
-        self.total_integer = fmt(exports.INTEGER, bold=True, top=1)
-        self.total_one = fmt(exports.ONE_DECIMAL, bold=True, top=1)
-        self.total_two = fmt(exports.TWO_DECIMALS, bold=True, top=1)
         self.total_text = fmt(None, bold=True, top=1)
         self.range_label = f"{data.first} – {data.last}"
         self.hidden = data.hidden_cells()
         self.dot = fmt(None, align="right")
+        basis = (
+            "nur freigegebene Meldungen"
+            if data.options.approved_only
+            else "alle erfassten Werte (auch nicht freigegebene)"
+        )
+        self.basis = basis
+        self.status_line = f"{data.data_status()} · Datenbasis: {basis}"
 
     def write(self) -> None:
         """Write every sheet and close the workbook."""
@@ -77,30 +114,79 @@ class ReportWriter:
             self.raw_data()
         self.book.close()
 
-    # --- helpers ---------------------------------------------------------------
-    def _value_format(self, indicator: Indicator, total: bool = False) -> Any:
-        if indicator.decimal_places:
-            return self.total_two if total else self.two
-        return self.total_integer if total else self.integer
+    # --- formats ----------------------------------------------------------------
+    def number(self, base: str, provisional: bool = False, total: bool = False) -> Any:
+        """A cell format for numbers (see :func:`number_format`), bold with a rule if total."""
+        extra = {"bold": True, "top": 1} if total else {}
+        return self.cells.format(number_format(base, provisional), **extra)
 
-    def _rate_format(self, indicator: Indicator, total: bool = False) -> Any:
-        if indicator.decimal_places:
-            return self.total_two if total else self.two
-        return self.total_one if total else self.one
+    def _value_format(self, indicator: Indicator, provisional: bool, total: bool = False) -> Any:
+        base = exports.TWO_DECIMALS if indicator.decimal_places else exports.INTEGER
+        return self.number(base, provisional, total)
+
+    def _rate_format(self, indicator: Indicator, provisional: bool, total: bool = False) -> Any:
+        base = exports.TWO_DECIMALS if indicator.decimal_places else exports.ONE_DECIMAL
+        return self.number(base, provisional, total)
+
+    # --- layout -----------------------------------------------------------------
+    def _print_setup(self, sheet: Any, heading: str, repeat: bool = True) -> None:
+        """Landscape A4, fit to the page width, the header row on every page."""
+        sheet.set_landscape()
+        sheet.set_paper(9)  # A4
+        sheet.fit_to_pages(1, 0)
+        if repeat:
+            sheet.repeat_rows(HEADER_ROW)
+        sheet.set_header(
+            f"&L{_header_text(heading)}&R{_header_text(self.data.data_status())}", {"margin": 0.2}
+        )
+        sheet.set_footer(f"&L{_header_text(SOURCE)}&RSeite &P von &N", {"margin": 0.2})
 
     def _sheet(
-        self, name: str, heading: str, headers: Sequence[str], widths: Sequence[float]
+        self,
+        name: str,
+        heading: str,
+        headers: Sequence[str],
+        widths: Sequence[float],
+        freeze_columns: int = 1,
     ) -> Any:
-        """A sheet with a title line, a note line, then the header row (frozen)."""
+        """A sheet with title, data status and source, then the header row (frozen)."""
         sheet = self.book.add_worksheet(name)
         for col, width in enumerate(widths):
             sheet.set_column(col, col, width)
         sheet.write_string(0, 0, heading, self.title)
-        sheet.write_string(1, 0, f"Zeitraum: {self.range_label}")
-        sheet.set_row(3, 30)
-        self.cells.header_row(sheet, 3, headers)
-        sheet.freeze_panes(4, 1)
+        sheet.write_string(1, 0, self.status_line)
+        sheet.write_string(2, 0, SOURCE)
+        self.cells.header_row(sheet, HEADER_ROW, headers, widths)
+        sheet.freeze_panes(FIRST_ROW, freeze_columns)
+        self._print_setup(sheet, heading)
         return sheet
+
+    def _footer(
+        self, sheet: Any, row: int, notes: Iterable[str] = (), quarterly: bool = True
+    ) -> int:
+        """Notes below a table from ``row`` on: the sheet's own, the provisional quarters'
+        reporting status (for sheets of quarterly figures), the symbol key. Returns the
+        row after the last."""
+        row += 1
+        lines = list(notes)
+        if quarterly:
+            lines += self.coverage_notes()
+        lines.append(SYMBOL_KEY)
+        for line in lines:
+            sheet.write_string(row, 0, line)
+            row += 1
+        return row
+
+    def coverage_notes(self) -> list[str]:
+        """ "Meldestand Q3/2026: 1 von 7 Kommunen freigegeben (vorläufig)", one per
+        provisional quarter, or one line saying that every quarter is complete."""
+        data = self.data
+        if not data.provisional_periods:
+            return [
+                f"Meldestand: alle Quartale des Zeitraums von allen {len(data.towns)} "
+                "Kommunen freigegeben."
+            ]
+        return [f"Meldestand {data.coverage_line(p)}" for p in data.provisional_periods]
 
     def _row(self, sheet: Any, row: int, values: Sequence[Any], formats: Sequence[Any]) -> None:
         if self.hidden:
@@ -123,51 +209,75 @@ class ReportWriter:
         present = [v for v in values if v is not None]
         return sum(present) if present else None
 
+    def _creator(self) -> str:
+        """The user's display name, else their e-mail address, and their role."""
+        who = (self.user.name or "").strip() or self.user.email
+        return f"{who} ({role_label(self.user.role)})"
+
     # --- sheets ----------------------------------------------------------------
     def overview(self) -> None:
+        """Übersicht: what the report holds, how complete it is, what its figures mean."""
         data = self.data
         sheet = self.book.add_worksheet("Übersicht")
-        sheet.set_column(0, 0, 34)
-        sheet.set_column(1, 1, 80)
+        widths = [34, 50, 60, 12, 16, 50, 14]
+        for col, width in enumerate(widths):
+            sheet.set_column(col, col, width)
+        heading = "KIM-Evaluationsbericht"
+        self._print_setup(sheet, heading, repeat=False)
         approved = sum(1 for s in data.submissions if s.status == APPROVED)
         submitted = sum(1 for s in data.submissions if s.status == SUBMITTED)
         expected = len(data.towns) * len(data.periods)
-        basis = (
-            "nur freigegebene Meldungen"
-            if data.options.approved_only
-            else "alle erfassten Werte (auch nicht freigegebene)"
-        )
-        creator = f"{self.user.name} ({role_label(self.user.role)})"
-        sheet.write_string(0, 0, "KIM-Evaluationsbericht", self.title)
-        sheet.write_string(1, 0, "Kommunales Integrationsmanagement – Hochsauerlandkreis")
+        sheet.write_string(0, 0, heading, self.title)
+        sheet.write_string(1, 0, f"Kommunales Integrationsmanagement – {DISTRICT}")
+        sheet.write_string(2, 0, data.data_status())
+        sheet.write_string(3, 0, SOURCE)
+        provisional = ", ".join(str(p) for p in data.provisional_periods) or "keine"
+        integer = self.number(exports.INTEGER)
         rows: list[tuple[str, Any, Any]] = [
             ("Zeitraum", self.range_label, None),
-            ("Quartale", len(data.periods), self.integer),
-            ("Erstellt am", datetime.now(tz=self.cells.tz).replace(tzinfo=None), None),
-            ("Erstellt von", creator, None),
+            ("Quartale", len(data.periods), integer),
+            # Aware (UTC): CellWriter shows it in the Kreis' time zone, once.
+            ("Erstellt am", data.read_at, None),
+            ("Erstellt von", self._creator(), None),
             ("Kommunen", ", ".join(t.name for t in data.towns), self.wrap),
-            ("Datenbasis", basis, None),
-            ("Meldungen erwartet", expected, self.integer),
-            ("davon freigegeben", approved, self.integer),
-            ("davon gemeldet, noch nicht freigegeben", submitted, self.integer),
+            ("Datenbasis", self.basis, None),
+            ("Meldungen erwartet", expected, integer),
+            ("davon freigegeben", approved, integer),
+            ("davon gemeldet, noch nicht freigegeben", submitted, integer),
             ("Freigabequote", approved / expected if expected else 0, self.percent),
+            ("Vorläufige Quartale (p)", provisional, self.wrap),
             ("Veröffentlichung", self.publication_note(), self.wrap),
         ]
-        row = 3
+        row = 5
         for label, value, fmt in rows:
+            if fmt is self.wrap:
+                sheet.set_row(row, exports.row_height([value], [widths[1]]))
             sheet.write_string(row, 0, label, self.label)
-            if isinstance(value, datetime):
-                self.cells.write(sheet, row, 1, value, self.cells.datetime)
-            else:
-                self.cells.write(sheet, row, 1, value, fmt)
+            self.cells.write(sheet, row, 1, value, fmt)
             row += 1
         row += 1
+        sheet.write_string(row, 0, "Meldestand je Quartal", self.label)
+        for period in data.periods:
+            row += 1
+            sheet.write_string(row, 0, data.coverage_line(period))
+        if data.provisional_periods:
+            row += 1
+            sheet.write_string(
+                row,
+                0,
+                f"{PROVISIONAL} vorläufig: In diesen Quartalen sind nicht alle Meldungen "
+                f"freigegeben. {SUM_NOTE} {RATE_NOTE}",
+            )
+        row += 2
         sheet.write_string(row, 0, "Legende", self.label)
         legend = [
-            ("Bewegungsgröße", "im Zeitraum summiert (z. B. neue Fälle je Quartal)"),
-            ("Bestandsgröße", f"Stand am Ende des Zeitraums ({data.last})"),
-            ("je 1.000 Einwohner", "Wert ÷ Einwohnerzahl × 1.000"),
-            ("leere Zelle", "kein Wert gemeldet"),
+            ("Bewegungsgröße", "je Quartal gezählt, im Zeitraum summiert (z. B. neue Fälle)"),
+            ("Bestandsgröße", f"Stand am Quartalsende, im Zeitraum der Stand zum {data.last}"),
+            ("je 1.000 Einwohner", "Wert ÷ Einwohnerzahl × 1.000 (Summen: siehe „p“)"),
+            (NOTHING, "nichts vorhanden (Wert 0)"),
+            (suppression.SUPPRESSED, "unterdrückt (Geheimhaltung kleiner Fallzahlen)"),
+            (PROVISIONAL, "vorläufig: nicht alle Meldungen des Quartals freigegeben"),
+            ("leere Zelle", "kein Wert gemeldet (bzw. keiner in der gewählten Datenbasis)"),
             ("Summe", "vom Programm berechnet, nicht als Formel"),
             ("VZÄ", "Vollzeitäquivalente (Stellenanteile)"),
         ]
@@ -176,11 +286,48 @@ class ReportWriter:
             sheet.write_string(row, 0, label)
             sheet.write_string(row, 1, text)
         row += 2
+        row = self._definitions(sheet, row, widths)
+        row += 1
         sheet.write_string(row, 0, "Blätter", self.label)
         raw = data.options.include_raw and not data.options.publish
         for name in SHEETS[1:] if raw else SHEETS[1:-1]:
             row += 1
             sheet.write_string(row, 0, name)
+        self._footer(sheet, row + 1, quarterly=False)
+
+    def _definitions(self, sheet: Any, row: int, widths: Sequence[float]) -> int:
+        """The indicators: code, name, description, unit, kind and how a range sums them."""
+        sheet.write_string(row, 0, "Kennzahlen: Definitionen", self.label)
+        row += 1
+        headers = [
+            "Kürzel",
+            "Kennzahl",
+            "Beschreibung",
+            "Einheit",
+            "Art",
+            "Zusammenfassung (Zeitraum, Kommunen)",
+            "nach Zielgruppen",
+        ]
+        self.cells.header_row(sheet, row, headers, widths)
+        kinds = dict(INDICATOR_KINDS)
+        how = {
+            "flow": "Summe der Quartale des Zeitraums; Summe über die Kommunen",
+            "stock": "Stand des letzten Quartals des Zeitraums; Summe über die Kommunen",
+        }
+        for indicator in self.data.indicators:
+            row += 1
+            values = [
+                indicator.code,
+                indicator.name,
+                indicator.description or "",
+                indicator.unit,
+                kinds.get(indicator.kind, indicator.kind),
+                how.get(indicator.kind, ""),
+                indicator.by_target_group,
+            ]
+            sheet.set_row(row, exports.row_height([str(v) for v in values], widths))
+            self.cells.write_row(sheet, row, values, [self.wrap] * len(values))
+        return row + 1
 
     def publication_note(self) -> str:
         """What the Übersicht says about small-number suppression."""
@@ -204,38 +351,47 @@ class ReportWriter:
         n = len(indicators)
         sheet = self._sheet(
             "Kennzahlen",
-            f"Kennzahlen je Kommune (Bewegungsgrößen summiert, Bestandsgrößen zum {data.last})",
+            f"Kennzahlen je Kommune, {self.range_label} (Bewegungsgrößen summiert, "
+            f"Bestandsgrößen zum {data.last})",
             headers,
-            [24, 10, 12] + [16] * (2 * n),
+            [24, 10, 12] + [18] * (2 * n),
         )
-        value_formats = [self._value_format(i) for i in indicators]
-        rate_formats = [self._rate_format(i) for i in indicators]
-        row = 4
+        integer = self.number(exports.INTEGER)
+        row = FIRST_ROW
+        marked: list[str] = []
         for town in data.towns:
             exact = [data.range_values.get((town.id, i.id)) for i in indicators]
-            rates = [
+            rates_ = [
                 v / town.population * 1000 if v is not None and town.population else None
                 for v in exact
             ]
+            late = [data.town_provisional(town.id, i) for i in indicators]
+            if any(late):
+                marked.append(town.name)
             keys = [("K", town.id, i.id) for i in indicators]
             values = [self._shown(k, v) for k, v in zip(keys, exact, strict=True)]
-            rates = [self._shown(k, v) for k, v in zip(keys, rates, strict=True)]
+            rates_ = [self._shown(k, v) for k, v in zip(keys, rates_, strict=True)]
             self._row(
                 sheet,
                 row,
-                [town.name, town.ags, town.population, *values, *rates],
-                [None, None, self.integer, *value_formats, *rate_formats],
+                [town.name, town.ags, town.population, *values, *rates_],
+                [
+                    None,
+                    None,
+                    integer,
+                    *[self._value_format(i, p) for i, p in zip(indicators, late, strict=True)],
+                    *[self._rate_format(i, p) for i, p in zip(indicators, late, strict=True)],
+                ],
             )
             row += 1
         last_town_row = row - 1
         population = sum(t.population for t in data.towns)
-        exact = [data.total(i) for i in indicators]
         keys = [("KT", i.id) for i in indicators]
-        totals = [self._shown(k, v) for k, v in zip(keys, exact, strict=True)]
+        totals = [self._shown(k, data.total(i)) for k, i in zip(keys, indicators, strict=True)]
         total_rates = [
-            self._shown(k, v / population * 1000 if v is not None and population else None)
-            for k, v in zip(keys, exact, strict=True)
+            self._shown(k, data.total_rate(i)) for k, i in zip(keys, indicators, strict=True)
         ]
+        late = [data.total_provisional(i) for i in indicators]
         self._row(
             sheet,
             row,
@@ -243,12 +399,13 @@ class ReportWriter:
             [
                 self.total_text,
                 self.total_text,
-                self.total_integer,
-                *[self._value_format(i, True) for i in indicators],
-                *[self._rate_format(i, True) for i in indicators],
+                self.number(exports.INTEGER, total=True),
+                *[self._value_format(i, p, True) for i, p in zip(indicators, late, strict=True)],
+                *[self._rate_format(i, p, True) for i, p in zip(indicators, late, strict=True)],
             ],
         )
-        sheet.autofilter(3, 0, last_town_row, len(headers) - 1)
+        sheet.autofilter(HEADER_ROW, 0, last_town_row, len(headers) - 1)
+        row = self._footer(sheet, row + 1, [SUM_NOTE, RATE_NOTE])
         chart = self.book.add_chart({"type": "column"})
         for offset, indicator in enumerate(indicators):
             if indicator.decimal_places:
@@ -257,74 +414,128 @@ class ReportWriter:
             chart.add_series(
                 {
                     "name": f"{indicator.code} je 1.000 EW",
-                    "categories": ["Kennzahlen", 4, 0, last_town_row, 0],
-                    "values": ["Kennzahlen", 4, col, last_town_row, col],
+                    "categories": ["Kennzahlen", FIRST_ROW, 0, last_town_row, 0],
+                    "values": ["Kennzahlen", FIRST_ROW, col, last_town_row, col],
                 }
             )
         chart.set_title({"name": "Kennzahlen je 1.000 Einwohner"})
         chart.set_y_axis({"name": "je 1.000 Einwohner", "num_format": "#,##0.0"})
+        if marked:
+            shown = ", ".join(marked[:6]) + (" …" if len(marked) > 6 else "")
+            axis = f"{PROVISIONAL} vorläufig (nicht alles freigegeben): {shown}"
+            chart.set_x_axis({"name": axis})
         chart.set_legend({"position": "bottom"})
         chart.set_size({"width": 960, "height": 420})
-        sheet.insert_chart(row + 2, 0, chart)
+        sheet.insert_chart(row + 1, 0, chart)
 
     def time_series(self) -> None:
-        """Zeitreihe: each indicator per quarter, all chosen municipalities, line chart."""
+        """Zeitreihe: each indicator per quarter over the chosen municipalities, line chart.
+
+        Quarters that are not complete are labelled "Q3/2026 p", in the table and on
+        the chart's axis; the chart shows rates per 1,000 inhabitants of the
+        municipalities that reported, which stay comparable when some are missing.
+        """
         data = self.data
         indicators = data.indicators
-        headers = ["Quartal", "Quartalsende", *[f"{i.code} – {i.name}" for i in indicators]]
+        n = len(indicators)
+        counted = "freigegeben" if data.options.approved_only else "mit Werten oder Meldung"
+        headers = [
+            "Quartal",
+            "Quartalsende",
+            f"Kommunen {counted} (von {len(data.towns)})",
+            *[f"{i.code} – {i.name}" for i in indicators],
+            *[f"{i.code} je 1.000 Einwohner" for i in indicators],
+        ]
         sheet = self._sheet(
             "Zeitreihe",
-            "Zeitreihe: Summe der gewählten Kommunen je Quartal",
+            f"Zeitreihe {self.range_label}: Summe der gewählten Kommunen je Quartal",
             headers,
-            [12, 14] + [16] * len(indicators),
+            [12, 14, 16] + [18] * (2 * n),
         )
-        formats = [None, self.cells.date, *[self._value_format(i) for i in indicators]]
-        row = 4
+        integer = self.number(exports.INTEGER)
+        row = FIRST_ROW
         for period in data.periods:
+            late = data.is_provisional(period)
+            keys = [data.series_key(period, i) for i in indicators]
             values = [
-                self._shown(data.series_key(period, i), data.series.get((period.id, i.id)))
-                for i in indicators
+                self._shown(k, data.series.get((period.id, i.id)))
+                for k, i in zip(keys, indicators, strict=True)
             ]
-            self._row(sheet, row, [str(period), period.ends_on, *values], formats)
+            rates_ = [
+                self._shown(k, data.series_rate(period, i))
+                for k, i in zip(keys, indicators, strict=True)
+            ]
+            self._row(
+                sheet,
+                row,
+                [
+                    data.period_label(period),
+                    period.ends_on,
+                    len(data.reported[period.id]),
+                    *values,
+                    *rates_,
+                ],
+                [
+                    None,
+                    self.cells.date,
+                    integer,
+                    *[self._value_format(i, late) for i in indicators],
+                    *[self._rate_format(i, late) for i in indicators],
+                ],
+            )
             row += 1
         last_row = row - 1
-        totals = []
+        totals, total_rates = [], []
         for indicator in indicators:
             if indicator.kind == "stock":
                 total = data.series.get((data.last.id, indicator.id))
             else:
                 total = self._sum(data.series.get((p.id, indicator.id)) for p in data.periods)
             totals.append(self._shown(("KT", indicator.id), total))
+            total_rates.append(self._shown(("KT", indicator.id), data.total_rate(indicator)))
+        late = [data.total_provisional(i) for i in indicators]
         self._row(
             sheet,
             row,
-            ["Zeitraum", data.last.ends_on, *totals],
+            ["Zeitraum", data.last.ends_on, None, *totals, *total_rates],
             [
                 self.total_text,
                 self.cells.format(exports.DATE, bold=True, top=1),
-                *[self._value_format(i, True) for i in indicators],
+                self.total_text,
+                *[self._value_format(i, p, True) for i, p in zip(indicators, late, strict=True)],
+                *[self._rate_format(i, p, True) for i, p in zip(indicators, late, strict=True)],
             ],
         )
-        sheet.write_string(row + 1, 0, "Bewegungsgrößen summiert, Bestandsgrößen zum Ende.")
-        sheet.autofilter(3, 0, last_row, len(headers) - 1)
+        sheet.autofilter(HEADER_ROW, 0, last_row, len(headers) - 1)
+        row = self._footer(
+            sheet,
+            row + 1,
+            ["Bewegungsgrößen summiert, Bestandsgrößen zum Ende.", SUM_NOTE, RATE_NOTE],
+        )
         chart = self.book.add_chart({"type": "line"})
         for offset, indicator in enumerate(indicators):
             if indicator.decimal_places:
                 continue
-            col = 2 + offset
+            col = 3 + n + offset
             chart.add_series(
                 {
-                    "name": f"{indicator.code}",
-                    "categories": ["Zeitreihe", 4, 0, last_row, 0],
-                    "values": ["Zeitreihe", 4, col, last_row, col],
+                    "name": f"{indicator.code} je 1.000 EW",
+                    "categories": ["Zeitreihe", FIRST_ROW, 0, last_row, 0],
+                    "values": ["Zeitreihe", FIRST_ROW, col, last_row, col],
                     "marker": {"type": "circle", "size": 5},
                 }
             )
-        chart.set_title({"name": "Kennzahlen je Quartal"})
-        chart.set_y_axis({"name": "Anzahl", "num_format": "#,##0"})
+        chart.set_title({"name": "Kennzahlen je Quartal, je 1.000 Einwohner"})
+        axis = "Quartal"
+        if data.provisional_periods:
+            axis += f" ({PROVISIONAL} vorläufig: nicht alle Meldungen freigegeben)"
+        chart.set_x_axis({"name": axis})
+        chart.set_y_axis(
+            {"name": "je 1.000 Einwohner der Kommunen mit Werten", "num_format": "#,##0.0"}
+        )
         chart.set_legend({"position": "bottom"})
         chart.set_size({"width": 960, "height": 420})
-        sheet.insert_chart(row + 3, 0, chart)
+        sheet.insert_chart(row + 1, 0, chart)
 
     def target_groups(self) -> None:
         """Zielgruppen: municipality × target group for indicators broken down by group."""
@@ -333,14 +544,18 @@ class ReportWriter:
         headers = ["Kommune", "Zielgruppe", *[f"{i.code} – {i.name}" for i in indicators]]
         sheet = self._sheet(
             "Zielgruppen",
-            "Kennzahlen nach Zielgruppe (Bewegungsgrößen summiert, Bestandsgrößen zum "
-            f"{data.last})",
+            f"Kennzahlen nach Zielgruppe, {self.range_label} (Bewegungsgrößen summiert, "
+            f"Bestandsgrößen zum {data.last})",
             headers,
-            [24, 40] + [16] * len(indicators),
+            [24, 40] + [18] * len(indicators),
         )
-        formats = [None, None, *[self._value_format(i) for i in indicators]]
-        row = 4
+        row = FIRST_ROW
         for town in data.towns:
+            formats = [
+                None,
+                None,
+                *[self._value_format(i, data.town_provisional(town.id, i)) for i in indicators],
+            ]
             for group in data.groups:
                 exact = [data.group_values.get((town.id, i.id, group.id)) for i in indicators]
                 if all(v is None for v in exact) and not group.active:
@@ -359,16 +574,25 @@ class ReportWriter:
             )
             for i in indicators
         ]
-        total_formats = [self._value_format(i, True) for i in indicators]
+        late = [data.total_provisional(i) for i in indicators]
         self._row(
             sheet,
             row,
             [TOTAL, "alle Zielgruppen", *totals],
-            [self.total_text, self.total_text, *total_formats],
+            [
+                self.total_text,
+                self.total_text,
+                *[self._value_format(i, p, True) for i, p in zip(indicators, late, strict=True)],
+            ],
         )
-        sheet.autofilter(3, 0, max(last_row, 4), len(headers) - 1)
+        sheet.autofilter(HEADER_ROW, 0, max(last_row, FIRST_ROW), len(headers) - 1)
         row += 2
         sheet.write_string(row, 0, "Summe je Zielgruppe (alle gewählten Kommunen)", self.label)
+        formats = [
+            None,
+            None,
+            *[self._value_format(i, p) for i, p in zip(indicators, late, strict=True)],
+        ]
         for group in data.groups:
             exact = [data.group_total(i, group) for i in indicators]
             if all(v is None for v in exact) and not group.active:
@@ -379,6 +603,7 @@ class ReportWriter:
             ]
             row += 1
             self._row(sheet, row, [TOTAL, group.name, *values], formats)
+        self._footer(sheet, row + 1, [SUM_NOTE])
 
     def posts(self) -> None:
         """Stellen: FTE by municipality, function and Baustein."""
@@ -403,12 +628,13 @@ class ReportWriter:
         ]
         sheet = self._sheet(
             "Stellen",
-            "Stellen im Zeitraum nach Kommune, Funktion und Baustein",
+            f"Stellen im Zeitraum {self.range_label} nach Kommune, Funktion und Baustein",
             headers,
             [24, 24, 40, 10, 14, 14, 22],
         )
-        formats = [None, None, None, self.integer, self.two, self.two, self.two]
-        row = 4
+        integer, two = self.number(exports.INTEGER), self.number(exports.TWO_DECIMALS)
+        formats = [None, None, None, integer, two, two, two]
+        row = FIRST_ROW
         for town, function, baustein, count, fte, filled, vacant in rows:
             self._row(
                 sheet,
@@ -425,14 +651,19 @@ class ReportWriter:
                 formats,
             )
             row += 1
-        sheet.autofilter(3, 0, max(row - 1, 4), len(headers) - 1)
+        sheet.autofilter(HEADER_ROW, 0, max(row - 1, FIRST_ROW), len(headers) - 1)
         totals = [sum(number(r[k]) or 0 for r in rows) for k in (3, 4, 5, 6)]
         self._row(
             sheet,
             row,
             [TOTAL, "", "", *totals],
-            [self.total_text] * 3 + [self.total_integer, *[self.total_two] * 3],
+            [self.total_text] * 3
+            + [
+                self.number(exports.INTEGER, total=True),
+                *[self.number(exports.TWO_DECIMALS, total=True)] * 3,
+            ],
         )
+        self._footer(sheet, row + 1, quarterly=False)
 
     def rooms(self) -> None:
         """Räume: active rooms, barrier-free rooms and seats per municipality."""
@@ -440,14 +671,21 @@ class ReportWriter:
         rooms = data.rooms()
         headers = ["Kommune", "Räume", "davon barrierefrei", "Plätze"]
         sheet = self._sheet("Räume", "Aktive Beratungsräume je Kommune", headers, [24, 10, 18, 10])
-        row = 4
+        integer = self.number(exports.INTEGER)
+        row = FIRST_ROW
         for town in data.towns:
             count, free, seats = rooms.get(town.id, (0, 0, 0))
-            self._row(sheet, row, [town.name, count, free, seats], [None] + [self.integer] * 3)
+            self._row(sheet, row, [town.name, count, free, seats], [None] + [integer] * 3)
             row += 1
-        sheet.autofilter(3, 0, row - 1, len(headers) - 1)
+        sheet.autofilter(HEADER_ROW, 0, row - 1, len(headers) - 1)
         totals = [sum(rooms.get(t.id, (0, 0, 0))[k] for t in data.towns) for k in range(3)]
-        self._row(sheet, row, [TOTAL, *totals], [self.total_text] + [self.total_integer] * 3)
+        self._row(
+            sheet,
+            row,
+            [TOTAL, *totals],
+            [self.total_text] + [self.number(exports.INTEGER, total=True)] * 3,
+        )
+        self._footer(sheet, row + 1, ["Stand: heute (Stammdaten, nicht quartalsweise)."], False)
 
     def partners(self) -> None:
         """Partner: kind, municipalities and target groups served."""
@@ -468,7 +706,7 @@ class ReportWriter:
             headers,
             [36, 30, 36, 50, 16, 14, 8],
         )
-        row = 4
+        row = FIRST_ROW
         partners = data.partners()
         for partner, towns, groups in partners:
             self._row(
@@ -486,7 +724,7 @@ class ReportWriter:
                 [None] * 7,
             )
             row += 1
-        sheet.autofilter(3, 0, max(row - 1, 4), len(headers) - 1)
+        sheet.autofilter(HEADER_ROW, 0, max(row - 1, FIRST_ROW), len(headers) - 1)
         active = sum(1 for p, _, _ in partners if p.active)
         self._row(
             sheet,
@@ -494,6 +732,7 @@ class ReportWriter:
             [f"{len(partners)} Partner, davon {active} aktiv"],
             [self.total_text],
         )
+        self._footer(sheet, row + 1, ["Stand: heute (Stammdaten, nicht quartalsweise)."], False)
 
     def coverage(self) -> None:
         """Versorgung: need against posts, partners and rooms, with gaps and parallels."""
@@ -505,14 +744,14 @@ class ReportWriter:
             [c.label for c in columns],
             [c.width for c in columns],
         )
-        formats = [self.cells.format(c.num_format) if c.num_format else None for c in columns]
-        row = 4
+        formats = [self.number(c.num_format) if c.num_format else None for c in columns]
+        row = FIRST_ROW
         for cell in data.coverage:
             values = [c.get(cell) for c in columns]
             values[2] = self._shown(("N", cell.municipality.id, cell.group.id), values[2])
             self._row(sheet, row, values, formats)
             row += 1
-        sheet.autofilter(3, 0, max(row - 1, 4), len(columns) - 1)
+        sheet.autofilter(HEADER_ROW, 0, max(row - 1, FIRST_ROW), len(columns) - 1)
         gaps = sum(1 for c in data.coverage if c.gap)
         parallels = sum(1 for c in data.coverage if c.parallel)
         totals = [
@@ -524,56 +763,64 @@ class ReportWriter:
             sheet,
             row,
             totals,
-            [self.total_text, self.total_text, self.total_integer],
+            [self.total_text, self.total_text, self.number(exports.INTEGER, total=True)],
         )
-        sheet.write_string(
-            row + 2,
-            0,
-            "Lücke: Bedarf erfasst, aber keine Stelle und kein Partner für die Zielgruppe. "
-            "Parallelstruktur: zwei oder mehr Partner derselben Art oder Stellen von zwei oder "
-            "mehr Anstellungsträgern für dieselbe Zielgruppe in derselben Kommune.",
+        self._footer(
+            sheet,
+            row + 1,
+            [
+                "Lücke: Bedarf erfasst, aber keine Stelle und kein Partner für die Zielgruppe. "
+                "Parallelstruktur: zwei oder mehr Partner derselben Art oder Stellen von zwei "
+                "oder mehr Anstellungsträgern für dieselbe Zielgruppe in derselben Kommune."
+            ],
+            quarterly=False,
         )
 
     def submission_status(self) -> None:
         """Meldestand: municipality × quarter with status and punctuality."""
         data = self.data
-        by_cell = {(s.municipality_id, s.period_id): s for s in data.submissions}
-        headers = ["Kommune", *[str(p) for p in data.periods]]
+        by_cell = data.by_cell
+        headers = ["Kommune", *[data.period_label(p) for p in data.periods]]
         sheet = self._sheet(
             "Meldestand",
-            "Meldestand je Kommune und Quartal",
+            f"Meldestand je Kommune und Quartal, {self.range_label}",
             headers,
             [24] + [18] * len(data.periods),
         )
         late = self.cells.format(None, font_color="#9C0006")
-        row = 4
+        row = FIRST_ROW
         for town in data.towns:
             sheet.write_string(row, 0, town.name)
             for col, period in enumerate(data.periods, start=1):
                 sub = by_cell.get((town.id, period.id))
-                status = sub.status if sub else None
-                text = STATUSES[status].label if status in STATUSES else status
-                punctual = on_time(sub) if sub else None
+                text = status.label(sub.status if sub else None)
+                punctual = on_time(sub)
                 if punctual is False:
                     text += " (verspätet)"
                 sheet.write_string(row, col, text, late if punctual is False else None)
             row += 1
-        sheet.autofilter(3, 0, row - 1, len(headers) - 1)
+        sheet.autofilter(HEADER_ROW, 0, row - 1, len(headers) - 1)
         expected = len(data.towns) or 1
-        for label, test in (
-            ("Meldequote", lambda s: s.status in (SUBMITTED, APPROVED)),
-            ("Freigabequote", lambda s: s.status == APPROVED),
-        ):
-            rates = []
-            for period in data.periods:
-                cells = [by_cell.get((t.id, period.id)) for t in data.towns]
-                rates.append(sum(1 for s in cells if s and test(s)) / expected)
-            fmt = self.cells.format("0.0 %", bold=True, top=1)
-            self._row(sheet, row, [label, *rates], [self.total_text] + [fmt] * len(rates))
+        quarter_rates = rates(data.periods, data.towns, by_cell)
+        lines = [
+            ("Meldequote", lambda p: quarter_rates[p.id].received_share),
+            ("Freigabequote", lambda p: len(data.approved[p.id]) / expected),
+            ("Pünktlichkeitsquote", lambda p: quarter_rates[p.id].punctual_share),
+        ]
+        fmt = self.cells.format("0.0 %", bold=True, top=1)
+        for label, share in lines:
+            values = [share(p) for p in data.periods]
+            self._row(sheet, row, [label, *values], [self.total_text] + [fmt] * len(values))
             row += 1
+        self._footer(
+            sheet,
+            row,
+            ["Meldequote: gemeldet oder freigegeben; pünktlich: erstmals bis zur Frist gemeldet."],
+        )
 
     def raw_data(self) -> None:
-        """Rohdaten: every figure of the range, one row each."""
+        """Rohdaten: every figure of the range, one row each (not approved: "p")."""
+        data = self.data
         headers = [
             "Kommune",
             "AGS",
@@ -587,16 +834,26 @@ class ReportWriter:
             "Kommentar",
             "Zuletzt geändert",
         ]
-        sheet = self.book.add_worksheet("Rohdaten")
-        for col, width in enumerate([24, 10, 6, 8, 14, 36, 36, 10, 14, 40, 17]):
-            sheet.set_column(col, col, width)
-        self.cells.header_row(sheet, 0, headers)
-        sheet.freeze_panes(1, 0)
+        sheet = self._sheet(
+            "Rohdaten",
+            f"Rohdaten {self.range_label}: jeder Wert eine Zeile",
+            headers,
+            [24, 10, 6, 8, 14, 36, 36, 12, 14, 40, 17],
+            freeze_columns=0,
+        )
         year = self.cells.format("0")
         formats = [None, None, year, None, None, None, None, None, None, None, None]
+        value_formats = {
+            (whole, late): self.number(exports.INTEGER if whole else exports.TWO_DECIMALS, late)
+            for whole in (True, False)
+            for late in (True, False)
+        }
         write_row = self.cells.write_row
-        labels = {code: s.label for code, s in STATUSES.items()}
-        row = 0
+        labels: dict[str | None, str] = {}
+        # Room for the notes below the table within Excel's limit of rows.
+        last_row = exports.MAX_SHEET_ROWS - 10
+        row = HEADER_ROW
+        cut = False
         for (
             town,
             ags,
@@ -606,13 +863,20 @@ class ReportWriter:
             name,
             group,
             value,
-            status,
+            code_status,
             comment,
             changed,
-        ) in self.data.raw_rows():
+        ) in data.raw_rows():
             row += 1
-            if row >= exports.MAX_SHEET_ROWS:
+            if row >= last_row:
+                cut = True
                 break  # Excel's limit; the list export of Kennzahlwerte has every row
+            if code_status not in labels:
+                labels[code_status] = status.label(code_status)
+            if value is not None:
+                formats[7] = value_formats[
+                    (value == value.to_integral_value(), code_status != APPROVED)
+                ]
             write_row(
                 sheet,
                 row,
@@ -625,10 +889,14 @@ class ReportWriter:
                     name,
                     group,
                     value,
-                    labels.get(status, labels[None] if status is None else status),
+                    labels[code_status],
                     comment,
                     changed,
                 ),
                 formats,
             )
-        sheet.autofilter(0, 0, max(row, 1), len(headers) - 1)
+        sheet.autofilter(HEADER_ROW, 0, max(row - 1 if cut else row, FIRST_ROW), len(headers) - 1)
+        notes = [f"{PROVISIONAL}: Wert einer noch nicht freigegebenen Meldung."]
+        if cut:
+            notes.append("Gekürzt auf Excels Zeilenzahl; alle Werte: Liste „Kennzahlwerte“.")
+        self._footer(sheet, row if cut else row + 1, notes)
