@@ -9,6 +9,8 @@ same validation, locking and optimistic-locking rules apply as on the form.
 from __future__ import annotations
 
 import io
+import logging
+import re
 import zipfile
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -37,6 +39,9 @@ COLUMNS = [
     "Version",
 ]
 VALUE_COL, COMMENT_COL, KEY_COL, VERSION_COL = 5, 6, 7, 8  # 0-based
+
+
+log = logging.getLogger(__name__)
 
 
 class TemplateError(ValueError):
@@ -133,12 +138,84 @@ class PlannedCell:
     reason: str = ""
 
 
-def dry_run(stream: IO[bytes], town: Municipality, period: ReportingPeriod) -> list[PlannedCell]:
-    """Read an uploaded template and say, per cell, what an import would do."""
+#: Bounds of an uploaded file, checked on the zip directory before any XML is
+#: parsed. A template of KIM-Admin is about 10 KB compressed and 60 KB unpacked;
+#: these leave room for Excel and LibreOffice re-saving it with themes and styles.
+MAX_MEMBERS = 64
+MAX_MEMBER_SIZE = 2 * 1024 * 1024
+MAX_TOTAL_SIZE = 8 * 1024 * 1024
+#: Unpacked / packed above which a member counts as a compression bomb (XML of a
+#: real workbook packs about 5-20 times; only members over 256 KB are judged).
+MAX_RATIO = 100
+_RATIO_FLOOR = 256 * 1024
+#: Parts an .xlsx may hold (Office Open XML spreadsheet package); anything else is refused.
+_MEMBER_NAME = re.compile(
+    r"^(\[Content_Types\]\.xml|_rels/\.rels|docProps/[\w.-]+\.xml|customXml/[\w./-]+"
+    r"|xl/[\w./-]+)$"
+)
+_BROKEN = "Die Datei ist keine gültige Excel-Datei (.xlsx)."
+
+
+@dataclass
+class TemplateContent:
+    """What an uploaded template holds: its header fields and its figure rows."""
+
+    header: dict[str, Any]
+    rows: list[tuple]
+
+
+def check_archive(data: bytes) -> None:
+    """Refuse a zip whose directory promises more than a template can hold.
+
+    Runs before any parser sees the file. Python's zip reader never unpacks more
+    than a member's declared size (and then checks its CRC), so bounding the
+    declared sizes bounds the work.
+    """
     try:
-        book = load_workbook(stream, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-        raise TemplateError("Die Datei ist keine gültige Excel-Datei (.xlsx).") from exc
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise TemplateError(_BROKEN) from exc
+    if not members or len(members) > MAX_MEMBERS:
+        raise TemplateError(_BROKEN)
+    total = 0
+    for member in members:
+        if not _MEMBER_NAME.match(member.filename) or ".." in member.filename:
+            raise TemplateError(
+                "Die Datei enthält Teile, die in einer Excel-Vorlage nicht vorkommen; "
+                "bitte die Vorlage aus KIM-Admin verwenden."
+            )
+        total += member.file_size
+        too_packed = (
+            member.file_size > _RATIO_FLOOR
+            and member.file_size > MAX_RATIO * max(member.compress_size, 1)
+        )
+        if member.file_size > MAX_MEMBER_SIZE or total > MAX_TOTAL_SIZE or too_packed:
+            raise TemplateError(
+                "Die Datei ist für eine Quartalsmeldung zu groß (entpackt). Bitte die "
+                "Vorlage aus KIM-Admin verwenden und nur die gelben Felder ausfüllen."
+            )
+
+
+def read_template(stream: IO[bytes], limit: int = 16 * 1024 * 1024) -> TemplateContent:
+    """Read an uploaded template's header and figure rows, within fixed bounds.
+
+    No database, no app context: the hostile-file tests run it in a capped
+    subprocess. Broken zips, broken deflate streams, broken XML, entity bombs
+    and external entities (refused by defusedxml, which openpyxl uses when it
+    is installed) all end in :class:`TemplateError` with a German message.
+    """
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise TemplateError("Die Datei ist zu groß für eine Quartalsmeldung.")
+    check_archive(data)
+    try:
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except TemplateError:
+        raise
+    except Exception as exc:  # noqa: BLE001 — any parser failure of an upload is "not valid"
+        log.info("Upload refused by the Excel reader: %s", type(exc).__name__)
+        raise TemplateError(_BROKEN) from exc
     try:
         if SHEET not in book.sheetnames:
             raise TemplateError(
@@ -147,15 +224,10 @@ def dry_run(stream: IO[bytes], town: Municipality, period: ReportingPeriod) -> l
             )
         sheet = book[SHEET]
         header = {
-            row[0]: row[1]
+            str(row[0])[:40]: row[1]
             for row in sheet.iter_rows(min_row=2, max_row=4, max_col=2, values_only=True)
+            if row and row[0] is not None
         }
-        if str(header.get("AGS") or "") != town.ags:
-            raise TemplateError(
-                "Die Datei gehört zu einer anderen Kommune und kann hier nicht importiert werden."
-            )
-        if str(header.get("Quartal") or "") != str(period):
-            raise TemplateError(f"Die Datei gehört zu einem anderen Quartal, nicht zu {period}.")
         rows = list(
             sheet.iter_rows(
                 min_row=FIRST_ROW,
@@ -164,10 +236,28 @@ def dry_run(stream: IO[bytes], town: Municipality, period: ReportingPeriod) -> l
                 values_only=True,
             )
         )
+    except TemplateError:
+        raise
+    except Exception as exc:  # noqa: BLE001 — broken XML or deflate inside a sheet
+        log.info("Upload refused while reading rows: %s", type(exc).__name__)
+        raise TemplateError(_BROKEN) from exc
     finally:
         book.close()
     if len(rows) > MAX_ROWS:
         raise TemplateError("Die Datei hat zu viele Zeilen für eine Quartalsmeldung.")
+    return TemplateContent(header, rows)
+
+
+def dry_run(stream: IO[bytes], town: Municipality, period: ReportingPeriod) -> list[PlannedCell]:
+    """Read an uploaded template and say, per cell, what an import would do."""
+    content = read_template(stream)
+    header, rows = content.header, content.rows
+    if str(header.get("AGS") or "") != town.ags:
+        raise TemplateError(
+            "Die Datei gehört zu einer anderen Kommune und kann hier nicht importiert werden."
+        )
+    if str(header.get("Quartal") or "") != str(period):
+        raise TemplateError(f"Die Datei gehört zu einem anderen Quartal, nicht zu {period}.")
 
     by_key = {c.key: c for c in entry.cells(town.id, period)}
     plan = []
