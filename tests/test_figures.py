@@ -36,6 +36,7 @@ from models import (
     Submission,
     TargetGroup,
     User,
+    ValidationRule,
 )
 
 from .support import Session
@@ -670,3 +671,69 @@ def test_numeric_fields_keep_to_their_column(app, as_district, endpoint, form, f
     assert response.status_code == 200
     assert message in html
     assert f'value="{form[field]}"' in html  # the input comes back
+
+
+# --- rules that cannot be evaluated -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "expression", ["1e999", "CM_NEU * 1e300", "1" + "0" * 5000, "(" * 1000 + "1" + ")" * 1000]
+)
+def test_rule_with_absurd_numbers_is_refused_in_german(as_district, expression):
+    response = as_district.post(
+        "/validation_rule/new/",
+        {
+            "name": "Unsinn",
+            "left_side": "CM_NEU",
+            "operator": "<=",
+            "right_side": expression,
+            "severity": "blocking",
+            "message": "x",
+            "active": "y",
+        },
+    )
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert "höchstens" in html or "nicht lesbar" in html
+
+
+def test_unusable_stored_rule_is_a_finding_not_a_crash(app, world, as_arnsberg):
+    with app.app_context():
+        db.session.add(
+            ValidationRule(
+                name="Kaputt",
+                left_side="CM_NEU",
+                operator="<=",
+                right_side="1e999",
+                severity="blocking",
+                message="x",
+                active=True,
+            )
+        )
+        db.session.commit()
+    as_arnsberg.post(_url(world), {**_form(app, world, value="1"), "action": "save"})
+    page = as_arnsberg.get(_url(world))
+    assert page.status_code == 200
+    assert "Die Prüfregel „Kaputt“ kann nicht ausgewertet werden" in page.get_data(as_text=True)
+
+
+def test_import_confirmation_expires(app, world, as_arnsberg, monkeypatch):
+    query = _url(world)[len("/erfassung/") :]
+    book = load_workbook(io.BytesIO(as_arnsberg.get("/erfassung/vorlage" + query).data))
+    for row in book[SHEET].iter_rows(min_row=FIRST_ROW):
+        if row[KEY_COL].value:
+            row[VALUE_COL].value = 1
+    buffer = io.BytesIO()
+    book.save(buffer)
+    page = as_arnsberg.post(
+        "/erfassung/import" + query,
+        {"file": (io.BytesIO(buffer.getvalue()), "m.xlsx")},
+        content_type="multipart/form-data",
+    ).get_data(as_text=True)
+    token = page.split('name="token" value="', 1)[1].split('"', 1)[0]
+    monkeypatch.setattr("views.entry.IMPORT_MAX_AGE", -1)
+    html = as_arnsberg.post(
+        "/erfassung/import/bestaetigen", {"token": token}, follow_redirects=True
+    ).get_data(as_text=True)
+    assert "älter als 30 Minuten" in html
+    assert _count(app) == 0

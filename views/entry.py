@@ -12,7 +12,7 @@ from datetime import date
 from flask import abort, current_app, flash, redirect, request, send_file, url_for
 from flask_admin import expose
 from flask_login import current_user
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from kim_admin import audit
 from kim_admin.extensions import db
@@ -24,6 +24,8 @@ from models import ReportingPeriod
 from .base import SecureView
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+#: Seconds a dry run may be confirmed after it was shown.
+IMPORT_MAX_AGE = 30 * 60
 
 #: Review actions of the district and the municipality, and their success messages.
 REVIEW_MESSAGES = {
@@ -224,7 +226,13 @@ class DataEntryView(SecureView):
     def confirm(self):
         """Write a confirmed dry run in one transaction, under the form's rules."""
         try:
-            data = self._signer().loads(request.form.get("token", ""))
+            data = self._signer().loads(request.form.get("token", ""), max_age=IMPORT_MAX_AGE)
+        except SignatureExpired:
+            flash(
+                "Der Probelauf ist älter als 30 Minuten; bitte die Datei erneut hochladen.",
+                "error",
+            )
+            return redirect(url_for(".index"))
         except BadSignature:
             abort(400)
         town = next((t for t in reachable_municipalities(current_user) if t.id == data["m"]), None)
@@ -255,8 +263,8 @@ class DataEntryView(SecureView):
         return redirect(self._here(town, period))
 
     @staticmethod
-    def _signer() -> URLSafeSerializer:
-        return URLSafeSerializer(current_app.secret_key, salt="kim-template-import")
+    def _signer() -> URLSafeTimedSerializer:
+        return URLSafeTimedSerializer(current_app.secret_key, salt="kim-template-import")
 
     def _pick(self, rows, name):
         """The row named by the query string, among those the user may reach."""

@@ -8,6 +8,7 @@ previous quarter, numbers, ``+ - * /`` and parentheses. It is parsed with
 from __future__ import annotations
 
 import ast
+import math
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -34,6 +35,12 @@ _ARITHMETIC = {
 }
 
 
+#: Longest expression (the columns hold 500 characters).
+MAX_EXPRESSION = 500
+#: Largest number a rule may contain (figures end at 9,999,999,999.99).
+MAX_CONSTANT = 10**12
+
+
 class RuleSyntaxError(ValueError):
     """The expression is not valid; the message is German."""
 
@@ -44,9 +51,11 @@ class Missing(Exception):
 
 def parse(expression: str) -> ast.expr:
     """Parse and check an expression; raises :class:`RuleSyntaxError`."""
+    if len(expression) > MAX_EXPRESSION:
+        raise RuleSyntaxError(f"Der Ausdruck ist zu lang (höchstens {MAX_EXPRESSION} Zeichen).")
     try:
         tree = ast.parse(expression.strip(), mode="eval").body
-    except SyntaxError as exc:
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         raise RuleSyntaxError(f"Ausdruck nicht lesbar: {expression}") from exc
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
@@ -64,6 +73,8 @@ def parse(expression: str) -> ast.expr:
         elif isinstance(node, ast.Constant):
             if not isinstance(node.value, int | float) or isinstance(node.value, bool):
                 raise RuleSyntaxError("Erlaubt sind nur Zahlen und Kennzahl-Kürzel.")
+            if not math.isfinite(node.value) or abs(node.value) > MAX_CONSTANT:
+                raise RuleSyntaxError("Zahlen im Ausdruck dürfen höchstens 1.000.000.000.000 sein.")
         elif not isinstance(
             node, ast.Name | ast.UnaryOp | ast.USub | ast.UAdd | ast.Load | ast.operator
         ):
@@ -116,8 +127,8 @@ class Finding:
     blocking: bool
     message: str
     target_group: str | None
-    left: Decimal
-    right: Decimal
+    left: Decimal | None  # None when the rule could not be evaluated
+    right: Decimal | None
 
 
 def check_rules(
@@ -139,8 +150,12 @@ def check_rules(
         select(ValidationRule).where(ValidationRule.active.is_(True)).order_by(ValidationRule.id)
     )
     for rule in rules:
-        left, right = parse(rule.left_side), parse(rule.right_side)
-        codes = codes_in(rule.left_side) | codes_in(rule.right_side)
+        try:
+            left, right = parse(rule.left_side), parse(rule.right_side)
+            codes = codes_in(rule.left_side) | codes_in(rule.right_side)
+        except RuleSyntaxError:
+            findings.append(_unusable(rule))
+            continue
         if codes and all(by_group.get(code) for code in codes):
             scopes = [(gid, name) for gid, name in group_names.items()]
         else:
@@ -152,6 +167,9 @@ def check_rules(
                 lhs, rhs = evaluate(left, cur, prev), evaluate(right, cur, prev)
             except Missing:
                 continue
+            except ArithmeticError:  # e.g. an overflow of the decimal context
+                findings.append(_unusable(rule, group_name))
+                continue
             if not COMPARE[rule.operator](lhs, rhs):
                 findings.append(
                     Finding(
@@ -159,6 +177,19 @@ def check_rules(
                     )
                 )
     return findings
+
+
+def _unusable(rule: ValidationRule, group_name: str | None = None) -> Finding:
+    """A rule that cannot be evaluated is reported (as a warning), never a crash."""
+    return Finding(
+        rule.name,
+        False,
+        f"Die Prüfregel „{rule.name}“ kann nicht ausgewertet werden; bitte die "
+        "Kreisverwaltung informieren.",
+        group_name,
+        None,
+        None,
+    )
 
 
 def _view(values, codes, group_id, by_group) -> dict[str, Decimal | None]:
