@@ -212,22 +212,42 @@ class ReportData:
             self.range_values[key] = self.range_values.get(key, 0) + value
             if group is not None:
                 self.group_values[(town, indicator, group)] = value
-        # (municipality, quarter, indicator) -> value: the time series and who has a value.
-        quarters = db.session.execute(
-            self._entries(e.municipality_id, e.period_id, e.indicator_id, func.sum(e.value))
+        # Per quarter and indicator: the sum, and the inhabitants of the municipalities
+        # with a value (the rates' denominator), summed in the database in two steps.
+        per_town = (
+            self._entries(
+                e.municipality_id.label("town"),
+                e.period_id.label("period"),
+                e.indicator_id.label("indicator"),
+                func.sum(e.value).label("value"),
+            )
             .where(e.value.is_not(None))
             .group_by(e.municipality_id, e.period_id, e.indicator_id)
+            .subquery()
+        )
+        series = db.session.execute(
+            select(
+                per_town.c.period,
+                per_town.c.indicator,
+                func.sum(per_town.c.value),
+                func.sum(Municipality.population),
+            )
+            .join(Municipality, Municipality.id == per_town.c.town)
+            .group_by(per_town.c.period, per_town.c.indicator)
         ).all()
-        population = {t.id: t.population for t in self.towns}
         self.series: dict[tuple[int, int], float] = {}
         #: Inhabitants of the municipalities with a value, per (quarter, indicator).
-        self.series_population: dict[tuple[int, int], int] = defaultdict(int)
+        self.series_population: dict[tuple[int, int], int] = {}
+        for period, indicator, value, population in series:
+            self.series[(period, indicator)] = number(value)
+            self.series_population[(period, indicator)] = int(population or 0)
+        # Who has entered anything, per quarter: "reported" when every figure counts.
         self.with_figures: dict[int, set[int]] = defaultdict(set)
-        for town, period, indicator, value in quarters:
-            key = (period, indicator)
-            self.series[key] = self.series.get(key, 0) + number(value)
-            self.series_population[key] += population[town]
-            self.with_figures[period].add(town)
+        if not self.options.approved_only:
+            for town, period in db.session.execute(
+                self._entries(e.municipality_id, e.period_id).distinct()
+            ):
+                self.with_figures[period].add(town)
 
     def _read_completeness(self) -> None:
         """Who is approved and who counts as reported, per quarter (see the module doc)."""
