@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from . import accounts, demo
@@ -81,7 +81,11 @@ def load() -> None:
     "--if-empty", is_flag=True, help="Nur laden, wenn die Datenbank leer ist; sonst nichts tun."
 )
 def seed(force: bool, if_empty: bool) -> None:
-    """Load demo users, rooms, posts, partners and two years of figures."""
+    """Load demo users, rooms, posts, partners and two years of figures (not in production)."""
+    if current_app.config.get("KIM_ENV") == "production":
+        raise click.ClickException(
+            "Demo-Daten sind in der Produktion (KIM_ENV=production) nicht erlaubt."
+        )
     if if_empty and not demo.is_empty():
         click.echo("Die Datenbank enthält bereits Daten; keine Demo-Daten geladen.")
     else:

@@ -11,10 +11,10 @@ import random
 from datetime import date, datetime, time
 from decimal import Decimal
 
+from flask import current_app
 from sqlalchemy import delete, func, select
 
 from models import (
-    AuditEvent,
     Indicator,
     MonitoringEntry,
     Municipality,
@@ -31,6 +31,7 @@ from models import (
     post_target_group,
 )
 
+from . import audit
 from .extensions import db
 from .monitoring.status import APPROVED, DRAFT, RETURNED, SUBMITTED
 from .permissions import DISTRICT_ADMIN, MUNICIPAL_STAFF, STEERING_GROUP
@@ -40,9 +41,9 @@ from .reference import load_reference_data
 DEMO_PASSWORD = "kim-demo-2026"  # noqa: S105
 DEMO_DOMAIN = "hsk-demo.example"
 
-# Tables the demo fills; --force empties them (reference data stays).
+# Tables the demo fills; --force empties them (reference data stays). The audit
+# trail is never emptied: the reset itself is recorded in it.
 _DEMO_TABLES = [
-    AuditEvent,
     NeedsAssessment,
     MonitoringEntry,
     Submission,
@@ -59,6 +60,10 @@ _DEMO_TABLES = [
 
 class DatabaseNotEmpty(RuntimeError):
     """The database already holds users or operational data."""
+
+
+class DemoRefused(RuntimeError):
+    """Demo data are not allowed here (production)."""
 
 
 def is_empty() -> bool:
@@ -78,7 +83,15 @@ def demo_logins() -> list[tuple[str, str, str]]:
 
 
 def seed(force: bool = False, today: date | None = None) -> dict[str, int]:
-    """Load reference data and the demo set; return counts of what was created."""
+    """Load reference data and the demo set; return counts of what was created.
+
+    Refused when ``KIM_ENV=production``: demo accounts share a published password.
+    """
+    if current_app.config.get("KIM_ENV") == "production":
+        raise DemoRefused(
+            "Demo-Daten sind in der Produktion (KIM_ENV=production) nicht erlaubt: "
+            "die Demo-Zugänge haben ein veröffentlichtes Passwort."
+        )
     if not is_empty():
         if not force:
             raise DatabaseNotEmpty(
@@ -87,6 +100,14 @@ def seed(force: bool = False, today: date | None = None) -> dict[str, int]:
             )
         for table in _DEMO_TABLES:
             db.session.execute(delete(getattr(table, "__table__", table)))
+        audit.record(
+            "demo_reset",
+            new={
+                "tables": [
+                    getattr(t, "__tablename__", getattr(t, "name", "")) for t in _DEMO_TABLES
+                ]
+            },
+        )
         db.session.commit()
 
     load_reference_data()
