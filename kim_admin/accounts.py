@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
+from zxcvbn import zxcvbn
 
 from models import Municipality, User
 
@@ -11,6 +14,66 @@ from .extensions import db
 from .permissions import MUNICIPAL_STAFF, ROLES
 
 PASSWORD_MIN_LENGTH = 10
+#: Longest password accepted (hashing and the strength estimate stay cheap).
+PASSWORD_MAX_LENGTH = 128
+#: zxcvbn's score (0–4) a password needs: 3 is "safely unguessable" for an online attack.
+PASSWORD_MIN_SCORE = 3
+#: Words of this workplace that attackers try first, besides zxcvbn's own lists.
+CONTEXT_WORDS = [
+    "kim",
+    "kim-admin",
+    "hsk",
+    "hochsauerland",
+    "hochsauerlandkreis",
+    "kreis",
+    "meschede",
+    "arnsberg",
+    "sauerland",
+    "integration",
+    "passwort",
+    "kennwort",
+]
+#: Words that common German passwords are made of; a password that is one of them
+#: plus digits and symbols ("Sommer2026!", "Passwort123") is refused.
+COMMON_WORDS = frozenset(
+    {
+        "passwort",
+        "kennwort",
+        "hallo",
+        "sommer",
+        "winter",
+        "fruehling",
+        "frühling",
+        "herbst",
+        "willkommen",
+        "geheim",
+        "qwertz",
+        "qwertzuiop",
+        "fussball",
+        "fußball",
+        "schalke",
+        "dortmund",
+        "sauerland",
+        "hochsauerland",
+        "hochsauerlandkreis",
+        "arnsberg",
+        "meschede",
+        "brilon",
+        "kreis",
+        "rathaus",
+        "verwaltung",
+        "integration",
+        "kim",
+        "admin",
+        "benutzer",
+        "start",
+        "login",
+        "anmelden",
+        "schatz",
+        "liebe",
+        "deutschland",
+    }
+)
 
 
 class AccountError(ValueError):
@@ -25,10 +88,27 @@ def normalize_email(email: str) -> str:
         raise AccountError(f"Ungültige E-Mail-Adresse: {email}") from exc
 
 
-def check_password_rules(password: str) -> None:
-    """Refuse passwords that are too short."""
+def check_password_rules(password: str, user_inputs: Iterable[str] = ()) -> None:
+    """Refuse passwords that are short, common or easy to guess (BSI, NIST SP 800-63B).
+
+    ``user_inputs`` are words of the person (e-mail, name) that must not carry
+    the password. Length, a blocklist of common German passwords and zxcvbn's
+    strength estimate decide; no composition rules.
+    """
     if len(password) < PASSWORD_MIN_LENGTH:
         raise AccountError(f"Das Passwort muss mindestens {PASSWORD_MIN_LENGTH} Zeichen lang sein.")
+    if len(password) > PASSWORD_MAX_LENGTH:
+        raise AccountError(f"Das Passwort darf höchstens {PASSWORD_MAX_LENGTH} Zeichen lang sein.")
+    core = password.lower().strip("!?.,;:#*+-_=/ 0123456789")
+    if core in COMMON_WORDS or not core:
+        raise AccountError("Dieses Passwort ist weit verbreitet. Bitte ein anderes wählen.")
+    words = [w for text in user_inputs if text for w in text.lower().replace("@", " ").split()]
+    result = zxcvbn(password, user_inputs=[*CONTEXT_WORDS, *words])
+    if result["score"] < PASSWORD_MIN_SCORE:
+        raise AccountError(
+            "Das Passwort ist zu leicht zu erraten. Besser: mehrere zufällige Wörter, z. B. "
+            "„Tasse-Wolke-Fahrrad-42“."
+        )
 
 
 def find_user(email: str) -> User | None:
@@ -58,7 +138,7 @@ def create_user(
             raise AccountError(f"Keine Kommune mit dem Gemeindeschlüssel {municipality_ags}.")
     if role == MUNICIPAL_STAFF and municipality is None:
         raise AccountError("Ein Benutzer der Rolle Kommune braucht eine Kommune (--municipality).")
-    check_password_rules(password)
+    check_password_rules(password, [email, name])
     user = User(email=email, role=role, municipality=municipality, name=name)
     user.set_password(password)
     db.session.add(user)
@@ -71,7 +151,7 @@ def set_password(email: str, password: str) -> User:
     user = find_user(email)
     if user is None:
         raise AccountError(f"Kein Benutzer mit der E-Mail-Adresse {email}.")
-    check_password_rules(password)
+    check_password_rules(password, [user.email, user.name])
     user.set_password(password)
     db.session.commit()
     return user

@@ -116,17 +116,22 @@ def _collect(session: Session, flush_context: Any, instances: Any) -> None:
     """before_flush: note what is about to change, while the old values are known."""
     pending = session.info.setdefault("kim_audit_pending", [])
     for obj in session.new:
-        if not isinstance(obj, AuditEvent):
+        if _audited(obj):
             pending.append(("create", obj, None, None))
     for obj in session.dirty:
-        if isinstance(obj, AuditEvent) or not session.is_modified(obj):
+        if not _audited(obj) or not session.is_modified(obj):
             continue
         old, new = _changes(obj)
         if new:
             pending.append(("update", obj, old, new))
     for obj in session.deleted:
-        if not isinstance(obj, AuditEvent):
+        if _audited(obj):
             pending.append(("delete", obj, _snapshot(obj), None))
+
+
+def _audited(obj: Any) -> bool:
+    """Every row is audited except the trail itself and models that opt out."""
+    return not isinstance(obj, AuditEvent) and getattr(obj, "__audit__", True)
 
 
 def _write(session: Session, flush_context: Any) -> None:

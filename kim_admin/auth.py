@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import (
@@ -13,20 +15,23 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
+from limits import parse as parse_limit
 from sqlalchemy import func, select
+from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import EmailField, PasswordField, SubmitField
-from wtforms.validators import DataRequired
+from wtforms.validators import DataRequired, Length
 
-from models import User
+from models import AuditEvent, User
 from models._common import utcnow
 
-from . import audit
+from . import audit, sessions
 from .extensions import db, login_manager
 
 bp = Blueprint("auth", __name__)
@@ -37,18 +42,37 @@ THROTTLED = (
 )
 
 
-class LoginForm(FlaskForm):
-    """E-mail and password."""
+#: Longest e-mail address (RFC 5321) and password the login form takes.
+EMAIL_MAX = 254
+PASSWORD_MAX = 128
 
-    email = EmailField("E-Mail-Adresse", validators=[DataRequired("Bitte E-Mail-Adresse angeben.")])
-    password = PasswordField("Passwort", validators=[DataRequired("Bitte Passwort angeben.")])
+
+class LoginForm(FlaskForm):
+    """E-mail and password, both bounded before anything looks them up."""
+
+    email = EmailField(
+        "E-Mail-Adresse",
+        validators=[
+            DataRequired("Bitte E-Mail-Adresse angeben."),
+            Length(max=EMAIL_MAX, message="Die E-Mail-Adresse ist zu lang."),
+        ],
+    )
+    password = PasswordField(
+        "Passwort",
+        validators=[
+            DataRequired("Bitte Passwort angeben."),
+            Length(max=PASSWORD_MAX, message="Das Passwort ist zu lang."),
+        ],
+    )
     submit = SubmitField("Anmelden")
 
 
 def safe_next(target: str | None) -> str | None:
     """Return ``target`` only if it is a path on this site (no open redirect)."""
-    if not target:
+    if not target or len(target) > 2000:
         return None
+    if any(ord(char) < 32 or ord(char) == 127 for char in target):
+        return None  # no header injection through the Location header
     target = target.replace("\\", "/")
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
@@ -57,7 +81,14 @@ def safe_next(target: str | None) -> str | None:
 
 
 def _typed_email() -> str:
-    return request.form.get("email", "").strip().lower()
+    """The e-mail address as typed, cut to what an address can be (never a flood)."""
+    return request.form.get("email", "")[: EMAIL_MAX + 2].strip().lower()[:EMAIL_MAX]
+
+
+@functools.cache
+def _dummy_hash(method: str) -> str:
+    """A hash to check unknown accounts against, so that they take as long as known ones."""
+    return generate_password_hash("kein-konto-" + method, method=method)
 
 
 def _login_failed(response) -> bool:
@@ -74,7 +105,14 @@ def login():
     if form.validate_on_submit():
         email = form.email.data.strip().lower()
         user = db.session.scalar(select(User).where(func.lower(User.email) == email))
-        if user is not None and user.active and user.check_password(form.password.data):
+        if user is None:
+            # Same work as for a real account: the answer time reveals nothing.
+            method = current_app.config.get("KIM_PASSWORD_HASH_METHOD", "scrypt")
+            check_password_hash(_dummy_hash(method), form.password.data)
+        elif user.check_password(form.password.data) and user.active:
+            # A new session (and CSRF token) at login: nothing planted before survives.
+            session.clear()
+            sessions.start(user)
             login_user(user)
             user.last_login_at = utcnow()
             audit.record("login", "user", user.id, user.municipality_id)
@@ -87,13 +125,31 @@ def login():
         # One message for unknown user, wrong password and deactivated account,
         # so that the form does not reveal which e-mail addresses exist.
         flash("E-Mail-Adresse oder Passwort ist falsch.", "error")
+    elif form.is_submitted():
+        g.login_failed = True  # malformed attempts count against the throttle too
     return render_template("auth/login.html", form=form)
 
 
 def throttled(error):
-    """429: the login form again, with a German explanation."""
-    audit.record("login_throttled", "user", user_email=_typed_email() or None)
-    db.session.commit()
+    """429: the login form again, with a German explanation.
+
+    Recorded once per address and window, so that a flood of refused attempts
+    cannot flood the audit trail.
+    """
+    email = _typed_email() or None
+    window = utcnow() - timedelta(minutes=15)
+    seen = db.session.scalar(
+        select(AuditEvent.id)
+        .where(
+            AuditEvent.action == "login_throttled",
+            AuditEvent.created_at >= window,
+            AuditEvent.user_email == email if email else AuditEvent.user_email.is_(None),
+        )
+        .limit(1)
+    )
+    if seen is None:
+        audit.record("login_throttled", "user", user_email=email)
+        db.session.commit()
     flash(THROTTLED, "error")
     return render_template("auth/login.html", form=LoginForm()), 429
 
@@ -103,18 +159,17 @@ def throttled(error):
 def logout():
     """End the session (POST with CSRF token, so no link can log a user out)."""
     audit.record("logout", "user", current_user.id, current_user.municipality_id)
+    sessions.end(current_user.login_token)
     db.session.commit()
     logout_user()
+    session.clear()
     flash("Sie sind abgemeldet.", "info")
     return redirect(url_for("auth.login"))
 
 
 def load_user(token: str):
-    """Flask-Login: the active user whose session token is in the cookie."""
-    user = db.session.scalar(select(User).where(User.session_token == token))
-    if user is None or not user.active:
-        return None
-    return user
+    """Flask-Login: the active user of the live login session named in the cookie."""
+    return sessions.resolve(token)
 
 
 def init_app(app: Flask) -> None:
@@ -123,10 +178,30 @@ def init_app(app: Flask) -> None:
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Bitte melden Sie sich an."
     login_manager.login_message_category = "info"
-    login_manager.session_protection = "strong"
+    # The server-side session (kim_admin.sessions) is the protection; Flask-Login's
+    # "strong" mode would trust a client-sent X-Forwarded-For.
+    login_manager.session_protection = None
     app.register_blueprint(bp)
     app.register_error_handler(429, throttled)
     _throttle_login(app)
+
+
+def _password_checks():
+    """(strategy, limit) for wrong current passwords: the per-account login limit."""
+    limiter = current_app.extensions["kim_limiter"]
+    return limiter.limiter, parse_limit(current_app.config["KIM_LOGIN_LIMIT_ACCOUNT"])
+
+
+def password_attempts_exhausted(user: User) -> bool:
+    """Whether ``user`` has typed a wrong current password too often lately."""
+    strategy, limit = _password_checks()
+    return not strategy.test(limit, "password-check", str(user.id))
+
+
+def count_failed_password(user: User) -> None:
+    """Count one wrong current password of ``user`` (/konto/)."""
+    strategy, limit = _password_checks()
+    strategy.hit(limit, "password-check", str(user.id))
 
 
 def _throttle_login(app: Flask) -> None:

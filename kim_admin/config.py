@@ -16,6 +16,12 @@ from flask import Flask
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+#: Values of KIM_ENV; anything else is refused at start.
+ENVIRONMENTS = ("development", "production")
+#: Shortest KIM_SECRET_KEY accepted.
+MIN_SECRET_BYTES = 32
+
+
 class Config:
     """Defaults shared by every environment."""
 
@@ -43,6 +49,10 @@ class Config:
     FLASK_ADMIN_RAISE_ON_INTEGRITY_ERROR = False
     # Days after a quarter's deadline during which municipalities may still edit.
     KIM_GRACE_DAYS = 14
+    # A login session ends after this many minutes without a request ...
+    KIM_SESSION_IDLE_MINUTES = 60
+    # ... and after this many hours in any case (a working day).
+    KIM_SESSION_MAX_HOURS = 10
     # Published figures hide counts below this (1 and 2 by default, as the Bundesagentur
     # für Arbeit does), with secondary suppression; internal exports stay exact.
     KIM_SUPPRESSION_THRESHOLD = 3
@@ -55,6 +65,10 @@ class Config:
     RATELIMIT_STORAGE_URI = "memory://"
     # Namespace of the counters, so that several deployments can share one Redis.
     RATELIMIT_KEY_PREFIX = "kim"
+    # Werkzeug method for new password hashes. Keep scrypt in every deployment; the
+    # test suite sets a deliberately cheap one ("pbkdf2:sha256:1"), as Django projects
+    # do with a fast test hasher. Existing hashes are checked with the method they name.
+    KIM_PASSWORD_HASH_METHOD = "scrypt"  # noqa: S105 (a method's name, not a password)
 
 
 def load_environment(app: Flask) -> None:
@@ -67,7 +81,17 @@ def load_environment(app: Flask) -> None:
     if env.get("KIM_RATELIMIT_STORAGE_URL"):
         app.config["RATELIMIT_STORAGE_URI"] = env["KIM_RATELIMIT_STORAGE_URL"]
     if env.get("KIM_SECRET_KEY"):
+        if len(env["KIM_SECRET_KEY"].encode()) < MIN_SECRET_BYTES:
+            raise RuntimeError(
+                f"KIM_SECRET_KEY ist zu kurz: mindestens {MIN_SECRET_BYTES} Bytes, z. B. "
+                "python -c 'import secrets; print(secrets.token_hex(32))'."
+            )
         app.config["SECRET_KEY"] = env["KIM_SECRET_KEY"]
+    for name in ("KIM_SESSION_IDLE_MINUTES", "KIM_SESSION_MAX_HOURS"):
+        if env.get(name):
+            app.config[name] = int(env[name])
+    if env.get("KIM_GRACE_DAYS"):
+        app.config["KIM_GRACE_DAYS"] = int(env["KIM_GRACE_DAYS"])
     if env.get("KIM_SUPPRESSION_THRESHOLD"):
         app.config["KIM_SUPPRESSION_THRESHOLD"] = int(env["KIM_SUPPRESSION_THRESHOLD"])
 
@@ -78,6 +102,11 @@ def finalize(app: Flask) -> None:
     if not app.config.get("SQLALCHEMY_DATABASE_URI"):
         instance.mkdir(parents=True, exist_ok=True)
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{instance / 'kim.db'}"
+    if app.config["KIM_ENV"] not in ENVIRONMENTS:
+        raise RuntimeError(
+            f"Unbekannter Wert KIM_ENV={app.config['KIM_ENV']!r}; erlaubt: "
+            + ", ".join(ENVIRONMENTS)
+        )
     production = app.config["KIM_ENV"] == "production"
     if production:
         app.config["SESSION_COOKIE_SECURE"] = True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from flask import Flask, Response, g
+from flask import Flask, Response, current_app, g
 
 
 def csp_nonce() -> str:
@@ -35,10 +35,24 @@ def _set_headers(response: Response) -> Response:
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Referrer-Policy"] = "same-origin"
     response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
-    if response.mimetype == "text/html":
-        # Pages show figures of one municipality: no shared or back-button caches.
+    if current_app.config.get("KIM_ENV") == "production":
+        # Browsers keep to HTTPS for a year once they have seen this over HTTPS.
+        response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+    if _signed_in():
+        # Whatever a signed-in user receives (pages, JSON, exports, templates) holds
+        # figures or personal data: never stored by a browser or a shared proxy.
+        response.headers["Cache-Control"] = "no-store, private"
+        response.headers.pop("Expires", None)
+        response.headers.pop("ETag", None)
+        response.headers.pop("Last-Modified", None)
+    elif response.mimetype == "text/html":
         response.headers.setdefault("Cache-Control", "no-store")
     return response
+
+
+def _signed_in() -> bool:
+    """Whether this request runs in a login session (without loading one just for this)."""
+    return "_login_user" in g and bool(getattr(g._login_user, "is_authenticated", False))
 
 
 def init_app(app: Flask) -> None:

@@ -2,6 +2,7 @@
 
 from .audit import AuditEvent
 from .indicator import FIELDS_OF_ACTION, INDICATOR_KINDS, Indicator
+from .login_session import LoginSession
 from .municipality import Municipality
 from .needs import PRIORITIES, NeedsAssessment
 from .partner import PARTNER_KINDS, Partner, partner_municipality, partner_target_group
@@ -40,6 +41,7 @@ __all__ = [
     "VALUE_MAX",
     "AuditEvent",
     "Indicator",
+    "LoginSession",
     "MonitoringEntry",
     "Municipality",
     "NeedsAssessment",

@@ -5,11 +5,13 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
+from flask import current_app, has_app_context
 from flask_login import UserMixin
-from sqlalchemy import CheckConstraint, ForeignKey, String
+from sqlalchemy import CheckConstraint, ForeignKey, String, event
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from kim_admin.config import Config
 from kim_admin.extensions import db
 from kim_admin.permissions import ROLES
 
@@ -20,6 +22,15 @@ from .municipality import Municipality
 def new_session_token() -> str:
     """A random token that identifies a user's login sessions."""
     return secrets.token_urlsafe(32)
+
+
+def password_hash_method() -> str:
+    """The method for new password hashes: the app's ``KIM_PASSWORD_HASH_METHOD``,
+    or the default (scrypt) outside an application, e.g. in a script."""
+    default = Config.KIM_PASSWORD_HASH_METHOD
+    if has_app_context():
+        return current_app.config.get("KIM_PASSWORD_HASH_METHOD") or default
+    return default
 
 
 class User(UserMixin, db.Model):
@@ -43,8 +54,8 @@ class User(UserMixin, db.Model):
         ForeignKey("municipality.id", ondelete="RESTRICT"), index=True
     )
     active: Mapped[bool] = mapped_column(default=True)
-    # Flask-Login stores this instead of the id: changing it (password change,
-    # deactivation) ends every session that still carries the old one.
+    # Every login session remembers this token; replacing it (password change,
+    # deactivation) ends every session made before (kim_admin.sessions).
     session_token: Mapped[str] = mapped_column(String(64), unique=True, default=new_session_token)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
@@ -52,17 +63,21 @@ class User(UserMixin, db.Model):
     municipality: Mapped[Municipality | None] = relationship()
 
     def set_password(self, password: str) -> None:
-        """Store a salted scrypt hash of ``password`` and end other sessions."""
-        self.password_hash = generate_password_hash(password, method="scrypt")
+        """Store a salted hash of ``password`` (scrypt) and end other sessions."""
+        self.password_hash = generate_password_hash(password, method=password_hash_method())
         self.session_token = new_session_token()
 
     def check_password(self, password: str) -> bool:
         """Whether ``password`` matches the stored hash."""
         return bool(self.password_hash) and check_password_hash(self.password_hash, password)
 
-    def get_id(self) -> str:
-        """The value Flask-Login keeps in the session cookie."""
-        return self.session_token
+    #: The token of the login session this request runs in (set by kim_admin.sessions;
+    #: a plain attribute, not a column).
+    login_token = None
+
+    def get_id(self) -> str | None:
+        """The value Flask-Login keeps in the session cookie: the login session's token."""
+        return self.login_token
 
     @property
     def is_active(self) -> bool:  # Flask-Login asks this on every request
@@ -70,3 +85,11 @@ class User(UserMixin, db.Model):
 
     def __str__(self) -> str:
         return f"{self.name} <{self.email}>" if self.name else self.email
+
+
+@event.listens_for(User.active, "set")
+def _deactivation_ends_sessions(user: User, value: bool, old: object, initiator: object) -> None:
+    """Deactivating a user ends their sessions for good: a later reactivation
+    does not bring old cookies back."""
+    if value is False and old is not False:
+        user.session_token = new_session_token()

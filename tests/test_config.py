@@ -13,10 +13,10 @@ from kim_admin.config import _development_secret
 def test_database_url_from_environment(monkeypatch, tmp_path):
     url = f"sqlite:///{tmp_path / 'env.db'}"
     monkeypatch.setenv("KIM_DATABASE_URL", url)
-    monkeypatch.setenv("KIM_SECRET_KEY", "aus-der-umgebung")
+    monkeypatch.setenv("KIM_SECRET_KEY", "aus-der-umgebung-" + "x" * 32)
     app = create_app()
     assert app.config["SQLALCHEMY_DATABASE_URI"] == url
-    assert app.config["SECRET_KEY"] == "aus-der-umgebung"
+    assert app.config["SECRET_KEY"] == "aus-der-umgebung-" + "x" * 32
 
 
 def test_suppression_threshold_from_environment(monkeypatch):
@@ -40,9 +40,21 @@ def test_production_requires_secret_key(monkeypatch):
 
 def test_production_sets_secure_cookie(monkeypatch):
     monkeypatch.setenv("KIM_ENV", "production")
-    monkeypatch.setenv("KIM_SECRET_KEY", "geheim")
+    monkeypatch.setenv("KIM_SECRET_KEY", "g" * 32)
     app = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
     assert app.config["SESSION_COOKIE_SECURE"] is True
+
+
+def test_short_secret_key_refused(monkeypatch):
+    monkeypatch.setenv("KIM_SECRET_KEY", "g" * 31)
+    with pytest.raises(RuntimeError, match="zu kurz"):
+        create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
+
+
+def test_unknown_environment_refused(monkeypatch):
+    monkeypatch.setenv("KIM_ENV", "prod")
+    with pytest.raises(RuntimeError, match="Unbekannter Wert KIM_ENV='prod'"):
+        create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://", "SECRET_KEY": "x"})
 
 
 def test_development_secret_generated_once(tmp_path):

@@ -8,10 +8,11 @@ from flask_login import current_user, login_user
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from wtforms import PasswordField, SubmitField
-from wtforms.validators import DataRequired, EqualTo, Length
+from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
-from kim_admin import dashboard
-from kim_admin.accounts import PASSWORD_MIN_LENGTH
+from kim_admin import audit, dashboard, sessions
+from kim_admin.accounts import PASSWORD_MIN_LENGTH, AccountError, check_password_rules
+from kim_admin.auth import count_failed_password, password_attempts_exhausted
 from kim_admin.extensions import db
 from kim_admin.permissions import READ, apply_scope, can, role_label
 from models import MonitoringEntry, Municipality, Partner, Post, Room
@@ -79,6 +80,14 @@ class PasswordForm(FlaskForm):
             ),
         ],
     )
+
+    def validate_new(self, field):
+        """The shared password rules (length, blocklist, strength estimate)."""
+        try:
+            check_password_rules(field.data or "", [current_user.email, current_user.name])
+        except AccountError as exc:
+            raise ValidationError(str(exc)) from exc
+
     confirm = PasswordField(
         "Neues Passwort wiederholen",
         validators=[EqualTo("new", message="Die beiden neuen Passwörter stimmen nicht überein.")],
@@ -101,13 +110,25 @@ class AccountView(SecureView):
         """Show and process the password form."""
         form = PasswordForm()
         if form.validate_on_submit():
-            if not current_user.check_password(form.current.data):
+            user = current_user._get_current_object()
+            if password_attempts_exhausted(user):
+                form.current.errors.append(
+                    "Zu viele falsche Eingaben. Bitte warten Sie einige Minuten."
+                )
+            elif not user.check_password(form.current.data):
+                count_failed_password(user)
+                audit.record("password_change_failed", "user", user.id, user.municipality_id)
+                db.session.commit()
                 form.current.errors.append("Das aktuelle Passwort ist falsch.")
             else:
-                current_user.set_password(form.new.data)
+                old_token = user.login_token
+                user.set_password(form.new.data)
+                # Keep this session (as a new one); every other session has ended.
+                sessions.end(old_token)
+                sessions.start(user)
+                login_user(user)
+                audit.record("password_changed", "user", user.id, user.municipality_id)
                 db.session.commit()
-                # Keep this session: log in again with the new session token.
-                login_user(current_user._get_current_object())
                 flash("Ihr Passwort wurde geändert. Andere Sitzungen wurden beendet.", "success")
                 return redirect(url_for(".index"))
         return self.render("kim/account.html", form=form)

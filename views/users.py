@@ -6,7 +6,7 @@ from flask_login import current_user
 from wtforms import PasswordField
 from wtforms.validators import Email, Optional, ValidationError
 
-from kim_admin.accounts import PASSWORD_MIN_LENGTH
+from kim_admin.accounts import PASSWORD_MIN_LENGTH, AccountError, check_password_rules
 from kim_admin.permissions import MUNICIPAL_STAFF, ROLES
 
 from .base import SecureModelView
@@ -76,10 +76,10 @@ class UserView(SecureModelView):
         if is_created and not password:
             raise ValidationError("Bitte ein Passwort für den neuen Benutzer vergeben.")
         if password:
-            if len(password) < PASSWORD_MIN_LENGTH:
-                raise ValidationError(
-                    f"Das Passwort muss mindestens {PASSWORD_MIN_LENGTH} Zeichen lang sein."
-                )
+            try:
+                check_password_rules(password, [model.email, model.name])
+            except AccountError as exc:
+                raise ValidationError(str(exc)) from exc
             model.set_password(password)
         super().on_model_change(form, model, is_created)
 
