@@ -186,9 +186,8 @@ def check_archive(data: bytes) -> None:
                 "bitte die Vorlage aus KIM-Admin verwenden."
             )
         total += member.file_size
-        too_packed = (
-            member.file_size > _RATIO_FLOOR
-            and member.file_size > MAX_RATIO * max(member.compress_size, 1)
+        too_packed = member.file_size > _RATIO_FLOOR and member.file_size > MAX_RATIO * max(
+            member.compress_size, 1
         )
         if member.file_size > MAX_MEMBER_SIZE or total > MAX_TOTAL_SIZE or too_packed:
             raise TemplateError(
