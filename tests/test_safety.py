@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from kim_admin import create_app
 from kim_admin.audit import record
 from kim_admin.extensions import db
+from kim_admin.permissions import PERMISSIONS
 from kim_admin.reference import load_reference_data
 from models import AuditEvent, User
 
@@ -102,3 +103,39 @@ def test_demo_force_keeps_the_audit_trail(migrated):
     after = db.session.scalar(select(func.count()).select_from(AuditEvent))
     assert after > before
     assert db.session.scalar(select(AuditEvent).where(AuditEvent.action == "demo_reset"))
+
+
+def test_every_text_field_of_every_form_is_bounded(app, accounts):
+    """Each text input of the generated forms has a maximum length (hostile input)."""
+    from flask_admin.contrib.sqla import ModelView
+    from flask_login import login_user
+    from wtforms import PasswordField, StringField, TextAreaField
+    from wtforms.validators import Length
+
+    checked = 0
+    with app.test_request_context():
+        login_user(db.session.scalar(select(User).where(User.email == accounts.district)))
+        for view in app.extensions["admin"][0]._views:
+            writable = any(
+                {"create", "edit"} & table.get(view.resource, frozenset())
+                for table in PERMISSIONS.values()
+            )
+            if not isinstance(view, ModelView) or not writable:
+                continue
+            form = view.create_form()
+            for field in form:
+                if isinstance(field, StringField | TextAreaField) and not isinstance(
+                    field, PasswordField
+                ):
+                    bounds = [v.max for v in field.validators if isinstance(v, Length)]
+                    assert bounds and 0 < min(bounds) <= 10_000, (view.endpoint, field.name)
+                    checked += 1
+    assert checked > 20
+
+
+def test_long_text_is_refused_in_german(as_district):
+    response = as_district.post(
+        "/target_group/new/", {"name": "Neu", "description": "x" * 10_001, "sort_order": "1"}
+    )
+    assert response.status_code == 200
+    assert "Höchstens 10000 Zeichen." in response.get_data(as_text=True)

@@ -32,7 +32,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import selectinload
 from werkzeug.utils import secure_filename
 from wtforms import fields
-from wtforms.validators import DataRequired, NumberRange, ValidationError
+from wtforms.validators import DataRequired, Length, NumberRange, ValidationError
 
 from kim_admin import audit, exports, suppression
 from kim_admin.extensions import db
@@ -171,6 +171,10 @@ def blank_first(form: Any) -> Any:
     return form
 
 
+#: Longest text a form field of a ``Text`` column takes (descriptions, notes, minutes).
+TEXT_MAX = 10_000
+
+
 def _column_range(low: Any, high: Any) -> NumberRange:
     return NumberRange(
         low, high, message=f"Erlaubt sind Werte von {de_number(low)} bis {de_number(high)}."
@@ -199,6 +203,14 @@ class KimModelConverter(AdminModelConverter):
             largest = Decimal(10) ** (precision - (scale or 0)) - Decimal(1).scaleb(-(scale or 0))
             field_args["validators"].append(_column_range(-largest, largest))
         return GermanDecimalField(**field_args)
+
+    @converts("Text", "LargeBinary", "Binary", "CIText")
+    def conv_Text(self, field_args: dict[str, Any], **extra: Any) -> fields.TextAreaField:
+        # Text columns have no length of their own; a form field still gets one.
+        field_args["validators"].append(
+            Length(max=TEXT_MAX, message=f"Höchstens {TEXT_MAX} Zeichen.")
+        )
+        return super().conv_Text(field_args, **extra)
 
     @converts("Integer")
     def handle_integer_types(
