@@ -22,7 +22,7 @@ from kim_admin import coverage, exports, suppression
 from kim_admin.monitoring import status
 from kim_admin.monitoring.status import APPROVED, SUBMITTED
 from kim_admin.monitoring.workflow import on_time, rates
-from kim_admin.permissions import MUNICIPAL_STAFF, role_label
+from kim_admin.permissions import is_scoped, role_label
 from models import Indicator
 from models.indicator import INDICATOR_KINDS
 from models.partner import PARTNER_KINDS
@@ -608,7 +608,8 @@ class ReportWriter:
     def posts(self) -> None:
         """Stellen: FTE by municipality, function and Baustein."""
         data = self.data
-        district = self.user.role != MUNICIPAL_STAFF
+        # District-level posts (no municipality) are outside a municipal user's scope.
+        district = not is_scoped(self.user, "post")
         names = {t.id: t.name for t in data.towns}
         functions = dict(POST_FUNCTIONS)
         bausteine = dict(BAUSTEINE)
