@@ -1,24 +1,47 @@
-"""Small-number suppression for published figures (statistical confidentiality).
+"""Small-number suppression for published figures, with an exact disclosure audit.
 
 Counts from 1 to ``threshold - 1`` (default: 1 and 2, as in the Bundesagentur für
-Arbeit's statistics) are shown as ".". That alone is not enough when totals are
-published too: a row whose total is shown and in which a single value is hidden
-gives that value away by subtraction. So every published equation ("these cells
-add up to that total", a *line*) must hide either none or at least two of its
-cells; where a line hides exactly one, the smallest other value is hidden as well
-(*secondary suppression*), and this repeats until every line holds.
+Arbeit's statistics) are hidden as "." (*primary suppression*). That alone is not
+enough when sums are published too: a reader can solve every equation a workbook
+shows at once. This module models a published workbook as a :class:`Table` — the
+exact value of every published count, and the linear equations between them
+(cells and their totals, accounting identities such as "active cases = active
+cases of the previous quarter + new − closed") — and asks what a reader knows:
 
-Cells are identified by any hashable key; a value that appears in several places
-of a workbook (a municipality's total in two sheets) has one key, so it is hidden
-everywhere or nowhere.
+* every shown value exactly;
+* counts are not negative;
+* zeros are shown and never hidden, so a "." is at least 1;
+* every equation of the table.
+
+For each hidden cell :func:`audit` computes the smallest and largest value
+consistent with all of that: two linear programs per cell (SciPy's HiGHS), over
+the connected part of the system the cell belongs to. Counts are integers, so the
+bounds are rounded inwards (``ceil`` of the minimum, ``floor`` of the maximum),
+which can only make the audit stricter. A table may be published when every hidden
+cell's interval is at least ``width`` wide (*interval protection*, τ-ARGUS's
+protection levels in their simplest, symmetric form); :func:`protect` hides further
+cells (*secondary suppression*) until it is, preferring small values over large
+ones and cells over totals, deterministically for the same data.
+
+List exports show no sums: their "." is protected by showing no count below the
+threshold at all, zeros included (:func:`hidden_in_list`), so that "." cannot be
+read as "at least one".
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+import math
+from collections import defaultdict
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 #: How a hidden value is shown (as in the Bundesagentur für Arbeit's tables).
 SUPPRESSED = "."
+#: Slack for floating-point results of the solver.
+EPSILON = 1e-6
+#: At most this many pairs of cheap "spread" programs per part of the system.
+SPREAD_ROUNDS = 6
 
 
 def primary(value: float | None, threshold: int) -> bool:
@@ -26,36 +49,354 @@ def primary(value: float | None, threshold: int) -> bool:
     return value is not None and 0 < value < threshold
 
 
-def protect(
-    values: Mapping[Hashable, float | None],
-    lines: Iterable[Sequence[Hashable]],
-    threshold: int,
-    totals: Iterable[Hashable] = (),
-) -> set[Hashable]:
-    """Keys of the cells to hide: the small counts and enough others to protect them.
+def hidden_in_list(value: float | None, threshold: int) -> bool:
+    """Whether a published list export (no sums) shows a count as ".".
 
-    ``values`` holds every published count; ``lines`` lists the equations a
-    reader can solve (cells and their total, in one sequence each). A total is
-    hidden as a secondary cell only when its line offers nothing else; among the
-    others the smallest positive value goes first, since it loses the least.
+    Zeros are hidden too: in a list whose zeros were shown, "." would tell that
+    there is at least one case (a person of that group in that town), which is
+    exactly what a small count must not tell. So "." reads "0 bis threshold − 1".
     """
-    lines = [list(line) for line in lines]
-    totals = set(totals)
-    hidden = {key for key, value in values.items() if primary(value, threshold)}
-    changed = True
-    while changed:
-        changed = False
-        for line in lines:
-            inside = [key for key in line if key in hidden]
-            if len(inside) != 1:
+    return value is not None and 0 <= value < threshold
+
+
+@dataclass
+class Table:
+    """A published table as a system of linear equations over its cells.
+
+    ``values`` maps the key of every published count to its exact value (None for
+    an empty cell, which counts as a known 0). A value shown in several places has
+    one key. ``equations`` are ``(coefficients, constant)`` pairs meaning
+    ``sum(coefficient × value) = constant``; keys not in ``values`` are not allowed.
+    """
+
+    values: dict[Hashable, float | None] = field(default_factory=dict)
+    equations: list[tuple[dict[Hashable, float], float]] = field(default_factory=list)
+    #: Keys of totals: hidden as secondary cells only when nothing else will do.
+    totals: set[Hashable] = field(default_factory=set)
+
+    def line(self, cells: Iterable[Hashable], total: Hashable) -> None:
+        """The cells add up to the total."""
+        coefficients: dict[Hashable, float] = defaultdict(float)
+        for key in cells:
+            coefficients[key] += 1
+        coefficients[total] -= 1
+        self.totals.add(total)
+        self.equation(coefficients)
+
+    def equation(self, coefficients: Mapping[Hashable, float], constant: float = 0.0) -> None:
+        """``sum(coefficient × value) = constant`` (zero coefficients dropped)."""
+        kept = {k: c for k, c in coefficients.items() if c}
+        missing = [k for k in kept if k not in self.values]
+        if missing:
+            raise KeyError(f"unknown cells in an equation: {missing[:3]}")
+        if kept:
+            self.equations.append((kept, constant))
+
+    def holds(self, coefficients: Mapping[Hashable, float], constant: float = 0.0) -> bool:
+        """Whether an equation holds on the exact values (empty cells as 0)."""
+        total = sum(c * (self.values.get(k) or 0) for k, c in coefficients.items())
+        return abs(total - constant) <= EPSILON
+
+
+@dataclass(frozen=True)
+class Interval:
+    """What a reader can work out about a hidden cell: ``low`` ≤ value ≤ ``high``.
+
+    With ``exact`` False, the audit stopped as soon as it had found feasible values
+    at least the protection width apart: the true interval is at least this wide.
+    """
+
+    low: float
+    high: float
+    exact: bool = True
+    #: Indexes of the table's equations that hold the bounds (nonzero duals).
+    binding: frozenset[int] = field(default=frozenset(), compare=False)
+
+    @property
+    def width(self) -> float:
+        return self.high - self.low
+
+
+@dataclass
+class Protection:
+    """The outcome of :func:`protect`."""
+
+    hidden: set[Hashable]
+    primary: set[Hashable]
+    secondary: set[Hashable]
+    #: Hidden cells whose interval stays narrower than the width (nothing left to hide).
+    unprotected: set[Hashable]
+    intervals: dict[Hashable, Interval]
+    rounds: int
+
+
+def audit(
+    table: Table,
+    hidden: Iterable[Hashable],
+    width: float | None = None,
+    cells: Iterable[Hashable] | None = None,
+) -> dict[Hashable, Interval]:
+    """The interval a reader can work out for each hidden cell (see the module doc).
+
+    With ``width``, a cell's linear programs are skipped once feasible values at
+    least ``width`` apart are known (from the solutions found for other cells);
+    its interval is then marked not exact. ``cells`` restricts the work to these
+    hidden cells (the others are left out of the answer).
+    """
+    hidden = {k for k in hidden if table.values.get(k) is not None}
+    result: dict[Hashable, Interval] = {}
+    wanted = hidden if cells is None else hidden.intersection(cells)
+    for variables, rows in _components(table, hidden):
+        targets = [k for k in variables if k in wanted]
+        if targets:
+            result.update(_solve(table, variables, rows, width, targets))
+    return result
+
+
+def protect(
+    table: Table,
+    threshold: int,
+    width: float | None = None,
+) -> Protection:
+    """Hide the small counts and enough others that every hidden interval is ``width`` wide.
+
+    ``width`` defaults to ``threshold``. Zeros are never hidden (the audit counts on
+    every "." being at least 1). Each round audits the parts of the system that
+    changed and, for each cell still too narrow, hides one more value from an
+    equation it is in: the cheapest by (total, value, order of the table), at most
+    one per equation and round.
+    """
+    width = threshold if width is None else width
+    order = {key: n for n, key in enumerate(table.values)}
+    first = {key for key, value in table.values.items() if primary(value, threshold)}
+    hidden = set(first)
+    by_key: dict[Hashable, list[int]] = defaultdict(list)
+    for n, (coefficients, _) in enumerate(table.equations):
+        for key in coefficients:
+            by_key[key].append(n)
+
+    def cost(key: Hashable) -> tuple:
+        # A cell that would be the only hidden one in another of its equations is
+        # given away there at once and needs a partner of its own: those go last.
+        lonely = sum(
+            1
+            for n in by_key[key]
+            if not any(k in hidden for k in table.equations[n][0] if k != key)
+        )
+        return (key in table.totals, lonely > 0, table.values[key], lonely, order[key])
+
+    def candidates(keys: Iterable[Hashable], within: Iterable[int] = ()) -> list[Hashable]:
+        only = set(within)
+        found = {
+            k
+            for key in keys
+            for n in by_key[key]
+            if not only or n in only
+            for k in table.equations[n][0]
+            if k not in hidden and (table.values.get(k) or 0) > 0
+        }
+        return sorted(found, key=cost)
+
+    intervals = audit(table, hidden, width)
+    rounds = 0
+    while True:
+        rounds += 1
+        narrow = sorted(
+            (k for k, iv in intervals.items() if iv.width < width - EPSILON),
+            key=lambda k: order[k],
+        )
+        # At most one new cell per equation and round: two narrow cells of one
+        # equation are often both served by the first one's partner.
+        served: set[int] = set()
+        added: set[Hashable] = set()
+        for key in narrow:
+            # First the cells of the equations that hold the bounds (the linear
+            # programs' nonzero duals): hiding anything else cannot widen them.
+            binding = intervals[key].binding
+            pick = candidates([key], binding) if binding else []
+            if not pick:
+                pick = candidates([key])
+            if not pick:
+                # Nothing shown in its own equations: look one step further, through
+                # the hidden cells those equations hold.
+                pick = candidates(
+                    k for n in by_key[key] for k in table.equations[n][0] if k in hidden
+                )
+            if not pick:
+                continue  # perhaps another cell's partner opens it; else unprotected
+            through = set(by_key[pick[0]]) & set(by_key[key])
+            if through & served:
                 continue
-            candidates = [key for key in line if key not in hidden and values.get(key) is not None]
-            if not candidates:
+            hidden.add(pick[0])
+            added.add(pick[0])
+            served.update(through)
+        if not added:
+            break
+        # Hiding a cell only widens the others' intervals: cells wide enough stay so,
+        # and only the narrow ones and the new ones are audited again.
+        intervals |= audit(table, hidden, width, cells=[*narrow, *added])
+    unprotected = set(narrow)
+    return Protection(
+        hidden=hidden,
+        primary=first,
+        secondary=hidden - first,
+        unprotected=unprotected,
+        intervals=intervals,
+        rounds=rounds,
+    )
+
+
+# --- the linear programs ----------------------------------------------------------------
+
+
+def _components(table: Table, hidden: set[Hashable]) -> list[tuple[list, list]]:
+    """The system reduced to the hidden cells, split into independent parts.
+
+    Returns ``(variables, rows)`` per part; a row is ``(coefficients, constant)``
+    over hidden cells only, the shown values moved to the constant. Hidden cells in
+    no equation form parts of their own with no rows.
+    """
+    parent: dict[Hashable, Hashable] = {k: k for k in hidden}
+
+    def find(key: Hashable) -> Hashable:
+        while parent[key] != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    reduced = []
+    for number, (coefficients, constant) in enumerate(table.equations):
+        inside = {}
+        for key, coefficient in coefficients.items():
+            if key in hidden:
+                inside[key] = coefficient
+            else:
+                constant -= coefficient * (table.values.get(key) or 0)
+        if not inside:
+            continue
+        keys = list(inside)
+        for other in keys[1:]:
+            a, b = find(keys[0]), find(other)
+            if a != b:
+                parent[b] = a
+        reduced.append((inside, constant, number))
+    parts: dict[Hashable, tuple[list, list]] = {}
+    for key in hidden:
+        parts.setdefault(find(key), ([], []))[0].append(key)
+    for row in reduced:
+        parts[find(next(iter(row[0])))][1].append(row)
+    return list(parts.values())
+
+
+def _solve(table: Table, variables: list, rows: list, width: float | None, targets: list) -> dict:
+    """Smallest and largest value of each target of one part (two LPs each)."""
+    import numpy as np
+    from scipy.optimize import linprog
+    from scipy.sparse import csr_array
+
+    if not rows:
+        return {key: Interval(1.0, math.inf) for key in targets}
+    index = {key: n for n, key in enumerate(variables)}
+    data, cols, pointers, constants = [], [], [0], []
+    for inside, constant, _ in rows:
+        for key, coefficient in inside.items():
+            cols.append(index[key])
+            data.append(coefficient)
+        pointers.append(len(cols))
+        constants.append(constant)
+    matrix = csr_array((data, cols, pointers), shape=(len(rows), len(variables)))
+    rhs = np.array(constants)
+    bounds = (1.0, None)
+    # Feasible values seen so far, per variable (the true values are feasible).
+    true = np.array([float(table.values[k]) for k in variables])
+    seen_low, seen_high = true.copy(), true.copy()
+
+    def saw(solution: Any) -> bool:
+        nonlocal seen_low, seen_high
+        if solution.status == 0:
+            seen_low = np.minimum(seen_low, solution.x)
+            seen_high = np.maximum(seen_high, solution.x)
+        return solution.status == 0
+
+    def lp(objective: Any, upper: Any = None) -> Any:
+        limits = bounds if upper is None else list(zip(np.ones(len(variables)), upper, strict=True))
+        return linprog(objective, A_eq=matrix, b_eq=rhs, bounds=limits, method="highs")
+
+    def spread(n: int) -> tuple[int, int]:
+        return math.ceil(seen_low[n] - EPSILON), math.floor(seen_high[n] + EPSILON)
+
+    if width is not None:
+        # Cheap points spread over many cells at once: the pending cells all as low as
+        # possible, then all as high as possible below a cap; again while that settles
+        # enough of them. Feasible points of a capped problem are feasible points of
+        # the real one, so the spread they show is true.
+        pending = [index[k] for k in targets]
+        for _ in range(SPREAD_ROUNDS):
+            if len(pending) <= 2:
+                break
+            weights = np.zeros(len(variables))
+            weights[pending] = 1.0
+            saw(lp(weights))
+            saw(lp(-weights, true + width))
+            left = [n for n in pending if spread(n)[1] - spread(n)[0] < width]
+            if len(pending) - len(left) < len(pending) / 10:
+                break
+            pending = left
+    # One equation alone already caps a cell when its hidden cells all count alike
+    # (cells of a line whose total is shown): each is at most the rest minus one per
+    # other hidden cell. Where that cap is narrow, no program is needed to say so.
+    cap: dict[int, tuple[float, int]] = {}
+    if width is not None:
+        for inside, constant, number in rows:
+            weights = set(inside.values())
+            if len(weights) != 1:
                 continue
-            pick = min(
-                candidates,
-                key=lambda key: (key in totals, values[key] == 0, values[key]),
+            (weight,) = weights
+            highest = constant / weight - (len(inside) - 1)
+            for key in inside:
+                n = index[key]
+                if n not in cap or highest < cap[n][0]:
+                    cap[n] = (highest, number)
+    result = {}
+    for key in targets:
+        n = index[key]
+        if n in cap and math.floor(cap[n][0] + EPSILON) - 1 < width:
+            highest, number = cap[n]
+            result[key] = Interval(
+                1.0, float(math.floor(highest + EPSILON)), False, frozenset({number})
             )
-            hidden.add(pick)
-            changed = True
-    return hidden
+            continue
+        low_seen, high_seen = spread(n)
+        if width is not None and high_seen - low_seen >= width:
+            result[key] = Interval(float(low_seen), float(high_seen), exact=False)
+            continue
+        objective = np.zeros(len(variables))
+        objective[n] = 1.0
+        high = lp(-objective)
+        if high.status not in (0, 3):
+            raise RuntimeError(f"disclosure audit: no solution for {key!r} ({high.message})")
+        saw(high)
+        highest = math.inf if high.status == 3 else math.floor(-high.fun + EPSILON)
+        if width is not None and highest - low_seen >= width:
+            result[key] = Interval(float(low_seen), float(highest), exact=False)
+            continue
+        if width is not None and highest - 1 < width:
+            # Too narrow whatever the minimum: what holds the maximum is what matters.
+            result[key] = Interval(float(low_seen), float(highest), False, _binding(rows, high))
+            continue
+        low = lp(objective)
+        if not saw(low):
+            raise RuntimeError(f"disclosure audit: no solution for {key!r} ({low.message})")
+        lowest = float(math.ceil(low.fun - EPSILON))
+        binding = _binding(rows, high) | _binding(rows, low)
+        result[key] = Interval(lowest, float(highest), True, binding)
+    return result
+
+
+def _binding(rows: list, solution: Any) -> frozenset[int]:
+    """Indexes of the table's equations with a nonzero dual in an optimal solution."""
+    import numpy as np
+
+    if solution.status != 0:
+        return frozenset()
+    return frozenset(rows[r][2] for r in np.flatnonzero(np.abs(solution.eqlin.marginals) > EPSILON))

@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from flask import current_app, has_app_context
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import aliased
 
@@ -52,6 +53,8 @@ from models import (
     TargetGroup,
 )
 from models.partner import partner_municipality, partner_target_group
+
+from . import publication
 
 WHOLE_DISTRICT = "ganzer Kreis"
 #: The Kreis whose monitoring this is. No table holds it (the municipalities share
@@ -80,6 +83,9 @@ class ReportOptions:
     publish: bool = False
     #: Counts from 1 to ``threshold - 1`` are hidden in a published report.
     threshold: int = 3
+    #: Least width of a hidden cell's feasible interval (None: KIM_SUPPRESSION_WIDTH,
+    #: else the threshold).
+    width: int | None = None
 
 
 period_key = periods.key
@@ -146,6 +152,9 @@ class ReportData:
         first, last = by_id[options.first_period_id], by_id[options.last_period_id]
         if period_key(first) > period_key(last):
             raise ReportError("Das erste Quartal liegt nach dem letzten.")
+        if options.publish and (refusal := publication.check_grid(first, last)):
+            raise ReportError(refusal)
+        self._protection: suppression.Protection | None = None
         self.periods: list[ReportingPeriod] = periods.between(first, last)
         self.first, self.last = first, last
         self.period_ids = [p.id for p in self.periods]
@@ -351,51 +360,30 @@ class ReportData:
     def hidden_cells(self) -> set:
         """Keys of the counts a published report hides (empty for internal reports).
 
-        Keys name each published count once, wherever it appears: ``("K", town,
-        indicator)`` a municipality's figure (Kennzahlen, and the row total of
-        Zielgruppen), ``("KT", indicator)`` the total over the municipalities
-        (also the Zeitreihe's total), ``("G", town, indicator, group)`` and
-        ``("GC", indicator, group)`` the Zielgruppen cells and their totals,
-        ``("Z", period, indicator)`` a quarter of the Zeitreihe. Every sum the
-        workbook shows is one line.
+        See :mod:`.publication` for the keys and equations and
+        :func:`kim_admin.suppression.protect` for how the cells are chosen.
         """
+        protection = self.protection()
+        return protection.hidden if protection else set()
+
+    def protection(self) -> suppression.Protection | None:
+        """The suppression of a published report (None for internal ones), computed once."""
         if not self.options.publish:
-            return set()
-        values: dict[tuple, float | None] = {}
-        lines: list[list[tuple]] = []
-        totals: set[tuple] = set()
-        for i in (i for i in self.indicators if not i.decimal_places):
-            figures = [("K", t.id, i.id) for t in self.towns]
-            for t in self.towns:
-                values[("K", t.id, i.id)] = self.range_values.get((t.id, i.id))
-            values[("KT", i.id)] = self.total(i)
-            totals.add(("KT", i.id))
-            lines.append([*figures, ("KT", i.id)])
-            if i.by_target_group:
-                totals.update(figures)
-                for g in self.groups:
-                    values[("GC", i.id, g.id)] = self.group_total(i, g)
-                    totals.add(("GC", i.id, g.id))
-                    lines.append(
-                        [*[("G", t.id, i.id, g.id) for t in self.towns], ("GC", i.id, g.id)]
-                    )
-                for t in self.towns:
-                    for g in self.groups:
-                        values[("G", t.id, i.id, g.id)] = self.group_values.get((t.id, i.id, g.id))
-                    row = [("G", t.id, i.id, g.id) for g in self.groups]
-                    lines.append([*row, ("K", t.id, i.id)])
-                lines.append([*[("GC", i.id, g.id) for g in self.groups], ("KT", i.id)])
-            for p in self.periods:
-                values[self.series_key(p, i)] = self.series.get((p.id, i.id))
-            if i.kind == "flow":
-                lines.append([*[("Z", p.id, i.id) for p in self.periods], ("KT", i.id)])
-        needs = [("N", c.municipality.id, c.group.id) for c in self.coverage]
-        for key, cell in zip(needs, self.coverage, strict=True):
-            values[key] = cell.need
-        values[("NT",)] = self.need_total()
-        lines.append([*needs, ("NT",)])
-        totals.add(("NT",))
-        return suppression.protect(values, lines, self.options.threshold, totals)
+            return None
+        if self._protection is None:
+            table = publication.build_table(self, publication.rule_identities())
+            self._protection = suppression.protect(
+                table, self.options.threshold, self.protection_width
+            )
+        return self._protection
+
+    @property
+    def protection_width(self) -> int:
+        """How wide every hidden cell's feasible interval must be (default: the threshold)."""
+        if self.options.width is not None:
+            return self.options.width
+        configured = current_app.config.get("KIM_SUPPRESSION_WIDTH") if has_app_context() else None
+        return int(configured) if configured else self.options.threshold
 
     def need_total(self) -> int | None:
         """Estimated need over the whole coverage matrix."""

@@ -28,6 +28,7 @@ from models.indicator import INDICATOR_KINDS
 from models.partner import PARTNER_KINDS
 from models.post import BAUSTEINE, POST_FUNCTIONS
 
+from . import publication
 from .data import DISTRICT, SOURCE, ReportData, number
 
 SHEETS = [
@@ -330,16 +331,25 @@ class ReportWriter:
         return row + 1
 
     def publication_note(self) -> str:
-        """What the Übersicht says about small-number suppression."""
+        """What the Übersicht says about the protection of published figures."""
         options = self.data.options
-        if not options.publish:
+        protection = self.data.protection()
+        if protection is None:
             return "interne Fassung: alle Werte exakt"
         small = "1" if options.threshold == 2 else f"1 bis {options.threshold - 1}"
-        return (
-            f"für Veröffentlichung: Fallzahlen von {small} als „.“ (Schwelle {options.threshold}), "
-            "dazu Sekundärsperrung, damit kein Wert aus Summen errechnet werden kann; "
-            "ohne Rohdaten"
+        note = (
+            f"für Veröffentlichung, ohne Rohdaten. Schutzregel: Fallzahlen von {small} werden "
+            f"als „.“ gesperrt (Schwelle {options.threshold}, Primärsperrung); weitere Werte "
+            "werden gesperrt (Sekundärsperrung), bis sich für jeden gesperrten Wert aus allen "
+            "gezeigten Werten, Summen und Kontenregeln der Prüfregeln zusammen nur ein Bereich "
+            f"von mindestens {self.data.protection_width} errechnen lässt (Intervallschutz, "
+            f"Schutzbreite {self.data.protection_width}; Nullen werden gezeigt). "
+            f"Gesperrt: {len(protection.primary)} primär, {len(protection.secondary)} sekundär. "
+            f"{publication.GRID_NOTE}"
         )
+        if protection.unprotected:
+            note += f" Nicht voll geschützt: {len(protection.unprotected)} Werte."
+        return note
 
     def figures(self) -> None:
         """Kennzahlen: municipality × indicator, totals, per 1,000 inhabitants, bar chart."""
