@@ -8,7 +8,7 @@ consistent: active cases = previous active + new - closed.
 from __future__ import annotations
 
 import random
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 from flask import current_app
@@ -33,6 +33,7 @@ from models import (
 
 from . import audit
 from .extensions import db
+from .monitoring import periods as quarters
 from .monitoring.status import APPROVED, DRAFT, RETURNED, SUBMITTED
 from .permissions import DISTRICT_ADMIN, MUNICIPAL_STAFF, STEERING_GROUP
 from .reference import load_reference_data
@@ -338,23 +339,16 @@ def _seed_needs(
     return len(needs)
 
 
-def _quarter_of(day: date) -> tuple[int, int]:
-    return day.year, (day.month - 1) // 3 + 1
-
-
 def _seed_periods(today: date) -> list[ReportingPeriod]:
     """Eight past quarters (closed) and the current one (open)."""
-    year, quarter = _quarter_of(today)
-    keys = []
-    for _ in range(9):
-        keys.append((year, quarter))
-        year, quarter = (year, quarter - 1) if quarter > 1 else (year - 1, 4)
+    current = quarters.quarter_of(today)
     periods = []
-    for year, quarter in reversed(keys):
+    for back in range(8, -1, -1):
+        year, quarter = quarters.shift(*current, -back)
         period = ReportingPeriod(year=year, quarter=quarter)
         # Deadline: the 15th of the month after the quarter ends.
-        period.deadline = date(year + (quarter == 4), 1 if quarter == 4 else 3 * quarter + 1, 15)
-        period.is_open = (year, quarter) == _quarter_of(today)
+        period.deadline = quarters.bounds(year, quarter)[1] + timedelta(days=15)
+        period.is_open = (year, quarter) == current
         periods.append(period)
     db.session.add_all(periods)
     db.session.flush()
