@@ -26,7 +26,7 @@ from limits import parse as parse_limit
 from sqlalchemy import func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import EmailField, PasswordField, SubmitField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Email, Length
 
 from models import AuditEvent, User
 from models._common import utcnow
@@ -55,6 +55,7 @@ class LoginForm(FlaskForm):
         validators=[
             DataRequired("Bitte E-Mail-Adresse angeben."),
             Length(max=EMAIL_MAX, message="Die E-Mail-Adresse ist zu lang."),
+            Email("Bitte eine gültige E-Mail-Adresse angeben."),
         ],
     )
     password = PasswordField(

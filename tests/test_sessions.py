@@ -322,3 +322,8 @@ def test_password_change_keeps_this_session_only(app, accounts):
     assert first.get("/dashboard.json").status_code == 200
     assert second.get("/dashboard.json").status_code != 200
     assert re.search("Passwort", first.get("/konto/").get_data(as_text=True))
+
+
+def test_login_email_is_validated(app, client, accounts):
+    html = _post_login(client, "kein-at-zeichen").get_data(as_text=True)
+    assert "Bitte eine gültige E-Mail-Adresse angeben." in html
