@@ -16,6 +16,11 @@ Targets (issue "Excel for the steering group"): ours ≤ 1.25 × bare, peak ≤ 
 200,000 and 1,000,000 rows; the evaluation report on HSK-sized data < 2 s, on
 NRW-sized data (396 municipalities, 10 years, no raw-data sheet) < 15 s on PostgreSQL,
 with a number of queries that does not grow with the municipalities.
+
+Disclosure audit of a published report (issue "Published figures that cannot be
+worked back"), on synthetic figures of 12 and 396 municipalities × 7 indicators ×
+11 target groups × 4 quarters, without a database: the suppression with the audit
+it needs (target < 2 s and < 30 s), and the exact interval of every hidden cell.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import json
 import math
 import os
 import platform
+import random
 import resource
 import subprocess
 import sys
@@ -33,6 +39,7 @@ import time
 import zipfile
 from datetime import date, datetime
 from pathlib import Path
+from types import SimpleNamespace as NS
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results.md"
@@ -47,6 +54,9 @@ EXPORT_TIME_FACTOR = 1.25
 EXPORT_PEAK_MB = 150
 HSK_SECONDS = 2.0
 NRW_SECONDS = 15.0
+# Issue "Published figures that cannot be worked back": the disclosure audit.
+AUDIT_HSK_SECONDS = 2.0
+AUDIT_NRW_SECONDS = 30.0
 
 
 # --- data ------------------------------------------------------------------------------
@@ -164,6 +174,125 @@ def generate(kind: str, url: str, towns: int, entries: int | None, approved: boo
     with app.app_context():
         db.engine.dispose()
     return count
+
+
+# --- the disclosure audit of published reports (no database) ------------------------------
+
+
+class SyntheticReport:
+    """The attributes :func:`publication.build_table` reads, for ``towns`` municipalities."""
+
+    def __init__(self, towns: int, quarters: int = 4, groups: int = 11, seed: int = 1) -> None:
+        rng = random.Random(seed)
+        specs = [
+            ("CM_NEU", "flow", True),
+            ("CM_ABG", "flow", True),
+            ("CM_AKT", "stock", True),
+            ("BER_KONT", "flow", False),
+            ("VERM", "flow", False),
+            ("FALLKONF", "flow", False),
+            ("VZAE_BES", "stock", False),
+        ]
+        self.indicators = [
+            NS(
+                id=n + 1,
+                code=c,
+                kind=k,
+                by_target_group=g,
+                decimal_places=2 if c == "VZAE_BES" else 0,
+            )
+            for n, (c, k, g) in enumerate(specs)
+        ]
+        self.towns = [NS(id=n + 1) for n in range(towns)]
+        self.groups = [NS(id=n + 1) for n in range(groups)]
+        self.periods = [NS(id=n + 1) for n in range(quarters)]
+        self.last = self.periods[-1]
+        code = {i.code: i for i in self.indicators}
+        self.range_values, self.group_values, self.series = {}, {}, {}
+        quarterly = {}
+        for t in self.towns:
+            size = rng.choice([0.3, 0.5, 1, 1, 2, 4, 8])
+            for g in self.groups:
+                weight = size * rng.choice([0.2, 0.5, 1, 2])
+                stock = int(rng.expovariate(1 / (3 * weight + 0.1)))
+                for p in self.periods:
+                    new = _poisson(rng, weight)
+                    closed = min(stock + new, _poisson(rng, weight))
+                    stock += new - closed
+                    for c, v in (("CM_NEU", new), ("CM_ABG", closed), ("CM_AKT", stock)):
+                        quarterly[(t.id, p.id, code[c].id, g.id)] = v
+            for p in self.periods:
+                for c in ("BER_KONT", "VERM", "FALLKONF"):
+                    quarterly[(t.id, p.id, code[c].id, None)] = _poisson(rng, size * 3)
+        for (t, p, i, g), v in quarterly.items():
+            if i != code["CM_AKT"].id or p == self.last.id:  # a stock counts at the end
+                self.range_values[(t, i)] = self.range_values.get((t, i), 0) + v
+                if g is not None:
+                    self.group_values[(t, i, g)] = self.group_values.get((t, i, g), 0) + v
+            self.series[(p, i)] = self.series.get((p, i), 0) + v
+        self.coverage = [
+            NS(municipality=t, group=g, need=_poisson(rng, 4))
+            for t in self.towns
+            for g in self.groups
+        ]
+
+    def total(self, i):
+        return sum(self.range_values.get((t.id, i.id), 0) for t in self.towns)
+
+    def group_total(self, i, g):
+        return sum(self.group_values.get((t.id, i.id, g.id), 0) for t in self.towns)
+
+    def need_total(self):
+        return sum(c.need for c in self.coverage)
+
+    def series_key(self, p, i):
+        if i.kind == "stock" and p.id == self.last.id:
+            return ("KT", i.id)
+        return ("Z", p.id, i.id)
+
+
+def _poisson(rng, mean):
+    limit, k, prod = math.exp(-mean), 0, rng.random()
+    while prod > limit:
+        k += 1
+        prod *= rng.random()
+    return k
+
+
+def audit_figures(towns: int, threshold: int = 3, exact: bool = True) -> dict:
+    """Protect a synthetic published report of ``towns`` municipalities, then audit it.
+
+    ``protect`` is what a published report costs (suppression with the audit it needs
+    to decide); ``exact`` the smallest and largest value of every hidden cell.
+    """
+    from scipy import optimize  # noqa: F401 (imported before the clock starts)
+
+    from kim_admin import suppression
+    from kim_admin.monitoring.rules import SEED_RULES
+    from kim_admin.report import publication
+
+    rules = publication.identities(
+        [(left, right) for _, left, op, right, *_ in SEED_RULES if op == "="]
+    )
+    data = SyntheticReport(towns)
+    start = time.perf_counter()
+    table = publication.build_table(data, rules)
+    protection = suppression.protect(table, threshold)
+    seconds = time.perf_counter() - start
+    result = {
+        "cells": len(table.values),
+        "equations": len(table.equations),
+        "primary": len(protection.primary),
+        "secondary": len(protection.secondary),
+        "unprotected": len(protection.unprotected),
+        "seconds": seconds,
+    }
+    if exact:
+        start = time.perf_counter()
+        intervals = suppression.audit(table, protection.hidden)
+        result["exact_seconds"] = time.perf_counter() - start
+        result["narrowest"] = min(iv.width for iv in intervals.values())
+    return result
 
 
 # --- cases (each in its own process) -----------------------------------------------------
@@ -344,6 +473,13 @@ def main(argv: list[str]) -> None:
         help="largest size measured through Flask-Admin's tablib export (slow, GBs of RAM)",
     )
     parser.add_argument("--skip-reports", action="store_true")
+    parser.add_argument("--skip-audit", action="store_true")
+    parser.add_argument(
+        "--audit-exact-max",
+        type=int,
+        default=396,
+        help="largest number of municipalities whose every hidden interval is computed exactly",
+    )
     parser.add_argument("--timeout", type=int, default=1200)
     parser.add_argument("--no-write", action="store_true", help="print only")
     options = parser.parse_args(argv)
@@ -358,6 +494,37 @@ def main(argv: list[str]) -> None:
     def say(text: str = "") -> None:
         print(text, flush=True)
         lines.append(text)
+
+    if not options.skip_audit:
+        say("### disclosure audit (published report, synthetic figures, no database)")
+        say()
+        say(
+            "| report | municipalities | cells | equations | hidden primary | secondary | "
+            "protect (s) | exact intervals (s) | narrowest | verdict |"
+        )
+        say("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        for label, towns, target in (
+            ("HSK", 12, AUDIT_HSK_SECONDS),
+            ("NRW", 396, AUDIT_NRW_SECONDS),
+        ):
+            result = run_case(
+                ["audit", str(towns), str(int(towns <= options.audit_exact_max))], options.timeout
+            )
+            if "error" in result:
+                say(f"| {label} | {towns} | – | – | – | – | – | – | – | {result['error']} |")
+                continue
+            exact = result.get("exact_seconds")
+            note = verdict(
+                result["seconds"] < target and not result["unprotected"],
+                f"protect target < {target:g} s",
+            )
+            say(
+                f"| {label} | {towns} | {result['cells']:,} | {result['equations']:,} | "
+                f"{result['primary']:,} | {result['secondary']:,} | {result['seconds']:.2f} | "
+                f"{'–' if exact is None else f'{exact:.2f}'} | {result.get('narrowest', '–')} | "
+                f"{note} |"
+            )
+        say()
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -437,6 +604,8 @@ def case_main(argv: list[str]) -> None:
     if kind == "export":
         url, how, out = argv[1:4]
         result = case_export(url, how, Path(out))
+    elif kind == "audit":
+        result = audit_figures(int(argv[1]), exact=argv[2] == "1")
     else:
         url, towns, raw, out = argv[1:5]
         result = case_report(url, int(towns), raw == "1", Path(out))

@@ -421,3 +421,89 @@ def test_publish_option_on_the_page(app, small_world, as_steering):
             for i in db.session.scalars(select(Indicator))
         }
     _check_published(book, codes, app.config["KIM_SUPPRESSION_THRESHOLD"])
+
+
+def _build(app, world, email, first=0, last=-1, towns=None, threshold=3):
+    """Build a published report; returns the workbook and the table it was protected on."""
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.email == email))
+        options = report.ReportOptions(
+            world["periods"][first],
+            world["periods"][last],
+            tuple(towns or world["towns"]),
+            publish=True,
+            threshold=threshold,
+        )
+        buffer = io.BytesIO()
+        data = report.build(options, user, buffer)
+        table = publication.build_table(data, publication.rule_identities())
+        protection = data.protection()
+    return openpyxl.load_workbook(io.BytesIO(buffer.getvalue())), table, protection
+
+
+def test_published_report_passes_the_exact_audit(app, small_world, accounts):
+    book, table, protection = _build(app, small_world, accounts.steering)
+    assert protection.primary and protection.secondary and not protection.unprotected
+    intervals = suppression.audit(table, protection.hidden)
+    assert all(iv.exact for iv in intervals.values())
+    assert min(iv.width for iv in intervals.values()) >= 3
+    note = next(
+        r[1] for r in book["Übersicht"].iter_rows(values_only=True) if r[0] == "Veröffentlichung"
+    )
+    assert "Schwelle 3" in note and "Schutzbreite 3" in note
+    assert f"{len(protection.primary)} primär, {len(protection.secondary)} sekundär" in note
+    assert "ganze Kalenderjahre" in note
+
+
+def test_published_width_from_the_configuration(app, small_world, accounts):
+    app.config["KIM_SUPPRESSION_WIDTH"] = 6
+    _, table, protection = _build(app, small_world, accounts.steering)
+    intervals = suppression.audit(table, protection.hidden)
+    assert min(iv.width for iv in intervals.values()) >= 6
+
+
+def test_publication_covers_whole_calendar_years_only(app, small_world, accounts):
+    with pytest.raises(report.ReportError, match="Kalenderjahr"):
+        _build(app, small_world, accounts.steering, first=1)
+
+
+@pytest.fixture
+def stock_world(app, accounts):
+    """One town, one target group, a year whose stock follows the district's rule."""
+    with app.app_context():
+        town = db.session.scalar(select(Municipality).where(Municipality.name == "Hallenberg"))
+        group = db.session.scalars(select(TargetGroup)).first()
+        periods = [
+            ReportingPeriod(year=2025, quarter=q, deadline=date(2025, 3 * q, 28))
+            for q in (1, 2, 3, 4)
+        ]
+        db.session.add_all(periods)
+        codes = {i.code: i for i in db.session.scalars(select(Indicator))}
+        figures = {"CM_NEU": [8, 5, 7, 6], "CM_ABG": [6, 23, 3, 3], "CM_AKT": [20, 2, 6, 9]}
+        for n, period in enumerate(periods):
+            db.session.add(Submission(municipality=town, period=period, status="approved"))
+            for code, series in figures.items():
+                db.session.add(
+                    MonitoringEntry(
+                        municipality=town,
+                        period=period,
+                        indicator=codes[code],
+                        target_group=group,
+                        value=Decimal(series[n]),
+                    )
+                )
+        db.session.commit()
+        return {"towns": [town.id], "periods": [p.id for p in periods], "codes": codes}
+
+
+def test_the_stock_rule_is_part_of_the_audit(app, stock_world, accounts):
+    book, table, protection = _build(app, stock_world, accounts.steering)
+    with app.app_context():
+        akt = db.session.scalar(select(Indicator).where(Indicator.code == "CM_AKT")).id
+        q2 = stock_world["periods"][1]
+    assert ("Z", q2, akt) in protection.primary  # 2 active cases at the end of Q2
+    identities = [eq for eq, _ in table.equations if ("Z", q2, akt) in eq and len(eq) == 4]
+    assert identities, "CM_AKT = prev(CM_AKT) + CM_NEU - CM_ABG on the Zeitreihe"
+    # Without its partners the rule gives Q2 away; with them it does not.
+    assert suppression.audit(table, protection.primary)[("Z", q2, akt)].width == 0
+    assert suppression.audit(table, protection.hidden)[("Z", q2, akt)].width >= 3

@@ -13,7 +13,12 @@ prev(CM_AKT) + CM_NEU - CM_ABG``) where it holds on the Zeitreihe's quarters.
 
 **Time series.** Published reports cover whole calendar years only (a fixed grid,
 :func:`check_grid`): two published ranges are then equal or disjoint, so
-subtracting one published report from another gives no quarter's figures.
+subtracting one published report from another gives no quarter's figures. Not
+yet covered: a stock at the end of a year (shown in that year's report) ties the
+next year's report through the same identities; the audit of one year does not
+include the previous year's published figures. Where the quarter before the range
+is needed (the first quarter's identity, a municipality's stock over the range),
+no equation is added.
 """
 
 from __future__ import annotations
