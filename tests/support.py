@@ -1,13 +1,57 @@
-"""Test helpers: a logged-in client that carries its CSRF token."""
+"""Test helpers: the test configuration, and a logged-in client that carries its CSRF token."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
+from flask import Flask
 from flask.testing import FlaskClient
+from jinja2.bccache import Bucket, BytecodeCache
+
+from kim_admin import create_app
 
 PASSWORD = "richtig-geheim-42"
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+# One iteration of PBKDF2 instead of scrypt: hashing is what made user set-up and every
+# login slow (about 0.1 s each). Production keeps scrypt (tests/test_auth.py checks it).
+FAST_HASH = "pbkdf2:sha256:1"
+TEST_CONFIG: dict[str, Any] = {
+    "TESTING": True,
+    "SECRET_KEY": "test-secret",
+    "KIM_PASSWORD_HASH_METHOD": FAST_HASH,
+}
+
+
+class SharedBytecodeCache(BytecodeCache):
+    """Compiled templates kept in memory for every app of the session.
+
+    Each fresh app has its own Jinja environment and would compile every template
+    again (about half a second per test that renders the admin layout). All test apps
+    configure Jinja alike, so one compilation serves them all; Jinja checks each
+    entry against the template's source, so an edited template is compiled anew.
+    """
+
+    def __init__(self) -> None:
+        self._store: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        if bucket.key in self._store:
+            bucket.bytecode_from_string(self._store[bucket.key])
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        self._store[bucket.key] = bucket.bytecode_to_string()
+
+
+TEMPLATE_CACHE = SharedBytecodeCache()
+
+
+def make_app(url: str, **config: Any) -> Flask:
+    """A fresh application from the factory on the database at ``url``."""
+    app = create_app({**TEST_CONFIG, "SQLALCHEMY_DATABASE_URI": url, **config})
+    app.jinja_env.bytecode_cache = TEMPLATE_CACHE
+    return app
 
 
 class Session:

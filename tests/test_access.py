@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import io
 import itertools
-from dataclasses import dataclass
-from decimal import Decimal
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import openpyxl
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from flask_login import login_user
+from sqlalchemy import func, select
 
-from kim_admin import create_app
 from kim_admin.extensions import db
 from kim_admin.permissions import (
     CREATE,
@@ -30,7 +30,6 @@ from kim_admin.permissions import (
     SCOPED_BY_MUNICIPALITY,
     STEERING_GROUP,
 )
-from kim_admin.reference import load_reference_data
 from models import (
     AuditEvent,
     Indicator,
@@ -46,9 +45,12 @@ from models import (
     User,
     ValidationRule,
 )
+from views.base import scoped_lookup
 
-from .conftest import reset_database, url_under_test
-from .support import PASSWORD, Session
+from . import factories
+from .conftest import Accounts, app_on, build_image, create_accounts
+from .database import Image, TestDatabase
+from .support import Session, make_app
 
 # Every Flask-Admin model view of the app, by endpoint.
 RESOURCES = [
@@ -142,93 +144,56 @@ ALLOWED_WRITES = [c for c in CASES if expected(*c) == "allowed" and c[2].writes]
 # --- the world -------------------------------------------------------------
 
 
-def build_world(app: Flask) -> dict:
-    """Rows of Arnsberg (A) and Meschede (B) for every resource; users per role."""
-    with app.app_context():
-        db.create_all()
-        load_reference_data()
-        towns = {
-            m.name: m
-            for m in db.session.scalars(
-                select(Municipality).where(Municipality.name.in_(["Arnsberg", "Meschede"]))
-            )
-        }
-        group = db.session.scalars(select(TargetGroup)).first()
-        indicator = db.session.scalar(select(Indicator).where(Indicator.code == "BER_KONT"))
-        period = ReportingPeriod(year=2026, quarter=1, is_open=True)
-        db.session.add(period)
-        for email, role, town in (
-            ("kreis@test.example", "district_admin", None),
-            ("steuerung@test.example", STEERING_GROUP, None),
-            ("arnsberg@test.example", MUNICIPAL_STAFF, "Arnsberg"),
-            ("meschede@test.example", MUNICIPAL_STAFF, "Meschede"),
-        ):
-            user = User(email=email, role=role, municipality=towns.get(town), name=email[:5])
-            user.set_password(PASSWORD)
-            db.session.add(user)
-        rows: dict[str, dict[str, object]] = {}
-        for name, town in towns.items():
-            marker = name.upper()
-            rows.setdefault("room", {})[name] = Room(
-                name=f"{marker}-room", municipality=town, kind="buero"
-            )
-            rows.setdefault("post", {})[name] = Post(
-                title=f"{marker}-post",
-                municipality=town,
-                employer_type="kommune",
-                function="case_management",
-                baustein="2",
-                fte=Decimal("0.5"),
-            )
-            rows.setdefault("monitoring_entry", {})[name] = MonitoringEntry(
-                municipality=town,
-                period=period,
-                indicator=indicator,
-                value=Decimal(4),
-                comment=f"{marker}-monitoring_entry",
-            )
-            rows.setdefault("needs_assessment", {})[name] = NeedsAssessment(
-                municipality=town,
-                target_group=group,
-                year=2026,
-                estimated_people=12,
-                notes=f"{marker}-needs_assessment",
-            )
-            rows.setdefault("submission", {})[name] = Submission(
-                municipality=town,
-                period=period,
-                status="returned",
-                return_reason=f"{marker}-submission",
-            )
-        for per_town in rows.values():
-            db.session.add_all(per_town.values())
-        partner = Partner(name="Partner-Kreisweit", kind="sonstige")
-        db.session.add_all([partner, AuditEvent(action="test", object_type="partner")])
-        db.session.commit()
+def build_world() -> dict:
+    """Rows of Arnsberg (A) and Meschede (B) for every resource; users per role.
 
-        ids: dict[str, dict[str, int]] = {
-            resource: {town: row.id for town, row in per_town.items()}
-            for resource, per_town in rows.items()
-        }
-        ids["municipality"] = {name: m.id for name, m in towns.items()}
-        for resource, model in (
-            ("target_group", TargetGroup),
-            ("partner", Partner),
-            ("indicator", Indicator),
-            ("reporting_period", ReportingPeriod),
-            ("user", User),
-            ("audit_event", AuditEvent),
-            ("validation_rule", ValidationRule),
-        ):
-            first = db.session.scalar(select(model.id).order_by(model.id))
-            ids[resource] = {"Arnsberg": first, "Meschede": first}
-        return {
-            "ids": ids,
-            "towns": {name: m.id for name, m in towns.items()},
-            "group": group.id,
-            "indicator": indicator.id,
-            "period": period.id,
-        }
+    Runs in an app context on the reference world; returns the ids the cases address."""
+    towns = {name: factories.town(name) for name in ("Arnsberg", "Meschede")}
+    group = factories.group()
+    indicator = factories.indicator("BER_KONT")
+    period = factories.period(2026, 1)
+    create_accounts()
+    rows: dict[str, dict[str, object]] = {}
+    for name, town in towns.items():
+        marker = name.upper()
+        rows.setdefault("room", {})[name] = factories.room(town, f"{marker}-room")
+        rows.setdefault("post", {})[name] = factories.post(town, f"{marker}-post")
+        rows.setdefault("monitoring_entry", {})[name] = factories.entry(
+            town, period, indicator, 4, comment=f"{marker}-monitoring_entry"
+        )
+        rows.setdefault("needs_assessment", {})[name] = factories.needs(
+            town, group, 2026, estimated_people=12, notes=f"{marker}-needs_assessment"
+        )
+        rows.setdefault("submission", {})[name] = factories.submission(
+            town, period, "returned", return_reason=f"{marker}-submission"
+        )
+    factories.partner("Partner-Kreisweit")
+    db.session.add(AuditEvent(action="test", object_type="partner"))
+    db.session.commit()
+
+    ids: dict[str, dict[str, int]] = {
+        resource: {town: row.id for town, row in per_town.items()}
+        for resource, per_town in rows.items()
+    }
+    ids["municipality"] = {name: m.id for name, m in towns.items()}
+    for resource, model in (
+        ("target_group", TargetGroup),
+        ("partner", Partner),
+        ("indicator", Indicator),
+        ("reporting_period", ReportingPeriod),
+        ("user", User),
+        ("audit_event", AuditEvent),
+        ("validation_rule", ValidationRule),
+    ):
+        first = db.session.scalar(select(model.id).order_by(model.id))
+        ids[resource] = {"Arnsberg": first, "Meschede": first}
+    return {
+        "ids": ids,
+        "towns": {name: m.id for name, m in towns.items()},
+        "group": group.id,
+        "indicator": indicator.id,
+        "period": period.id,
+    }
 
 
 def form_for(resource: str, world: dict, town: str) -> dict:
@@ -304,20 +269,12 @@ def snapshot() -> dict:
     return state
 
 
-def make_app(url: str) -> Flask:
-    return create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "t"})
-
-
 def session_for(app: Flask, role: str) -> Session:
     session = Session(app.test_client())
     if role == "anonymous":
         session.token = session.csrf_of("/login")
     else:
-        session.login(
-            f"{'kreis' if role == 'district' else role}@test.example".replace(
-                "steering@", "steuerung@"
-            )
-        )
+        session.login(getattr(Accounts(), role))
     return session
 
 
@@ -368,28 +325,75 @@ def check_no_foreign_rows(role: str, resource: str, body: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory):
+def access_world(
+    database: TestDatabase, reference_image: Image, tmp_path_factory
+) -> tuple[Image, dict]:
+    """The world of this module, built once: its image and the ids the cases address."""
+    world: dict = {}
+    image = build_image(
+        database,
+        reference_image,
+        "access",
+        lambda app: world.update(build_world()),
+        tmp_path_factory.mktemp("access-build"),
+    )
+    return image, world
+
+
+@dataclass
+class Shared:
+    """One app on one copy of the world for every reading and refused case."""
+
+    database: TestDatabase
+    image: Image
+    url: str
+    app: Flask
+    token: int = 0
+    sessions: dict[str, Session] = field(default_factory=dict)
+    state: dict = field(default_factory=dict)  # what no read or refused request may change
+
+    def restore(self) -> None:
+        """Put the world back (also after a case that changed it, so that the next
+        cases do not fail for it); the logged-in sessions stay valid."""
+        with self.app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        self.token = self.database.restore(self.image, self.url)
+        with self.app.app_context():
+            self.state = snapshot()
+
+    def current(self) -> Shared:
+        """This world, restored first if another test reset the (PostgreSQL) database."""
+        if not self.database.still_holds(self.url, self.token):
+            self.restore()
+        return self
+
+
+@pytest.fixture(scope="module")
+def shared(database: TestDatabase, access_world, tmp_path_factory) -> Iterator[Shared]:
     """One world for all reading and refused cases (they must not change it)."""
-    url = url_under_test(tmp_path_factory.mktemp("access"))
-    reset_database(url)
-    app = make_app(url)
-    world = build_world(app)
-    sessions: dict[str, Session] = {}
-    yield app, world, sessions
-    with app.app_context():
+    image, _ = access_world
+    url = database.url(tmp_path_factory.mktemp("access"))
+    world = Shared(database, image, url, make_app(url))
+    world.token = database.restore(image, url)
+    for role in ROLES:  # logging in changes the users' rows: before the snapshot
+        world.sessions[role] = session_for(world.app, role)
+    with world.app.app_context():
+        world.state = snapshot()
+    yield world
+    with world.app.app_context():
+        db.session.remove()
         db.engine.dispose()
 
 
 @pytest.mark.parametrize("case", READ_OR_REFUSED, ids=case_id)
-def test_access(shared, case):
-    app, world, sessions = shared
+def test_access(shared, access_world, case):
+    shared = shared.current()
+    app, world = shared.app, access_world[1]
     role, resource, endpoint, variant = case
-    if role not in sessions:
-        sessions[role] = session_for(app, role)
+    session = shared.sessions[role]
     outcome = expected(*case)
-    with app.app_context():
-        before = snapshot()
-    response = request(sessions[role], case, world)
+    response = request(session, case, world)
     if endpoint.name == "export_xlsx" and response.status_code == 200:
         body = workbook_text(response.data)  # the cells, not the compressed bytes
     else:
@@ -413,25 +417,61 @@ def test_access(shared, case):
             pytest.fail(f"{role} could not open {resource} {endpoint.name}")
     check_no_foreign_rows(role, resource, body)
     if response.status_code == 302 and outcome != "login":
-        follow = sessions[role].get(response.headers["Location"])
+        follow = session.get(response.headers["Location"])
         check_no_foreign_rows(role, resource, follow.get_data(as_text=True))
     with app.app_context():
-        assert snapshot() == before, "a read or refused request changed data"
+        after = snapshot()
+    changed = sorted(name for name in after if after[name] != shared.state.get(name))
+    if changed:
+        shared.restore()
+    assert changed == [], "a read or refused request changed data"
+
+
+# The model of each resource, to check what an allowed write did.
+MODELS = {
+    "municipality": Municipality,
+    "target_group": TargetGroup,
+    "room": Room,
+    "post": Post,
+    "partner": Partner,
+    "indicator": Indicator,
+    "reporting_period": ReportingPeriod,
+    "monitoring_entry": MonitoringEntry,
+    "submission": Submission,
+    "needs_assessment": NeedsAssessment,
+    "validation_rule": ValidationRule,
+    "user": User,
+    "audit_event": AuditEvent,
+}
+
+
+def rows_per_town(resource: str) -> dict:
+    """How many rows of a municipally scoped resource each municipality has."""
+    model = MODELS[resource]
+    column = getattr(model, SCOPED_BY_MUNICIPALITY[resource])
+    return dict(db.session.execute(select(column, func.count()).group_by(column)).all())
+
+
+@pytest.fixture
+def fresh_world(database: TestDatabase, access_world, tmp_path) -> Iterator[tuple[Flask, dict]]:
+    """A fresh app on a fresh copy of this module's world (for a case that changes it)."""
+    image, world = access_world
+    with app_on(database, image, tmp_path) as app:
+        yield app, world
 
 
 @pytest.mark.parametrize("case", ALLOWED_WRITES, ids=case_id)
-def test_allowed_write(tmp_path, case):
-    """Writes the table grants go through (fresh world each, since they change it)."""
-    url = url_under_test(tmp_path)
-    reset_database(url)
-    app = make_app(url)
-    world = build_world(app)
-    session = session_for(app, case[0])
+def test_allowed_write(fresh_world, case):
+    """Writes the table grants go through (each from the clean world, since they change it)."""
+    app, world = fresh_world
+    role, resource, endpoint, _ = case
+    session = session_for(app, role)
+    scoped = role in TOWN_OF and resource in SCOPED_BY_MUNICIPALITY
     with app.app_context():
         before = snapshot()
+        towns_before = rows_per_town(resource) if scoped else {}
     response = request(session, case, world)
     assert response.status_code in (200, 302, 404)
-    endpoint = case[2]
     with app.app_context():
         after = snapshot()
         if after == before and endpoint.name != "ajax_update":  # no inline editing yet
@@ -441,28 +481,49 @@ def test_allowed_write(tmp_path, case):
             if response.status_code == 302:
                 page = session.get(response.headers["Location"])
             assert "alert-danger" in page.get_data(as_text=True), case_id(case)
-        if case[0] in TOWN_OF and endpoint.name in ("create", "edit"):
+        if scoped and endpoint.name in ("create", "edit"):
             # A municipal user's rows always carry their own municipality.
-            own = world["towns"][TOWN_OF[case[0]]]
-            rows = db.session.scalars(select(MonitoringEntry.municipality_id)).all()
-            assert set(rows) <= {own, *world["towns"].values()}
-            assert rows.count(own) >= 1
-        db.session.remove()
-        db.engine.dispose()
+            own = world["towns"][TOWN_OF[role]]
+            towns_after = rows_per_town(resource)
+            assert {t: n for t, n in towns_after.items() if t != own} == {
+                t: n for t, n in towns_before.items() if t != own
+            }
+            assert towns_after.get(own, 0) >= 1
 
 
-def test_ajax_lookup_finds_only_own_municipality(as_arnsberg, as_district):
-    url = "/monitoring_entry/ajax/lookup/?name=municipality&query=e"
-    own = as_arnsberg.get(url)
-    assert own.status_code == 200
-    assert [label for _, label in own.get_json()] == ["Arnsberg"]
-    everything = as_district.get(url).get_json()
-    assert len(everything) > 5 and "Meschede" in [label for _, label in everything]
-    assert as_arnsberg.get(url.replace("query=e", "query=Meschede")).get_json() == []
+def test_scoped_lookup_finds_only_own_municipality(app, accounts):
+    """Every ajax lookup (``scoped_lookup``) finds only rows the user may reach."""
+    loader = scoped_lookup("municipality", Municipality, ["name"])
+    with app.app_context():
+        users = {u.email: u for u in db.session.scalars(select(User))}
+        meschede = factories.town("Meschede")
+    with app.test_request_context():
+        login_user(users[accounts.arnsberg])
+        assert [str(m) for m in loader.get_list("e")] == ["Arnsberg"]
+        assert loader.get_list("Meschede") == []
+        assert loader.get_one(meschede.id) is None
+    with app.test_request_context():
+        login_user(users[accounts.district])
+        found = [str(m) for m in loader.get_list("e")]
+        assert len(found) > 5 and "Meschede" in found
+        assert loader.get_one(meschede.id) is not None
 
 
-def test_relation_picker_offers_only_own_municipality(as_arnsberg):
-    html = as_arnsberg.get("/monitoring_entry/new/").get_data(as_text=True)
+# Every page on which a municipal user picks a municipality: the model forms the table
+# lets them create rows in, and the data-entry page.
+PICKERS = [
+    f"/{resource}/new/"
+    for resource in SCOPED_BY_MUNICIPALITY
+    if CREATE in PERMISSIONS[MUNICIPAL_STAFF].get(resource, frozenset())
+] + ["/erfassung/"]
+
+
+@pytest.mark.parametrize("path", PICKERS)
+def test_relation_picker_offers_only_own_municipality(as_arnsberg, path):
+    response = as_arnsberg.get(path)
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert "Arnsberg" in html
     assert "Meschede" not in html and "Brilon" not in html
 
 
@@ -482,9 +543,7 @@ PAGES = [
 @pytest.mark.parametrize(("path", "resource"), PAGES)
 @pytest.mark.parametrize("role", ROLES)
 def test_custom_pages(app, accounts, path, resource, role):
-    session = Session(app.test_client())
-    if role != "anonymous":
-        session.login(getattr(accounts, role))
+    session = session_for(app, role)
     response = session.get(path)
     if role == "anonymous":
         assert response.status_code == 302 and "/login" in response.headers["Location"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from kim_admin import create_app
+from kim_admin.config import Config
 from kim_admin.extensions import db
 from models import User
 
@@ -51,8 +53,33 @@ def test_password_is_hashed(app, accounts):
     with app.app_context():
         user = db.session.scalar(select(User).where(User.email == accounts.district))
         assert PASSWORD not in user.password_hash
-        assert user.password_hash.startswith("scrypt:")
+        # Tests hash cheaply (tests/support.py); the method comes from the configuration.
+        assert user.password_hash.startswith(app.config["KIM_PASSWORD_HASH_METHOD"] + "$")
         assert user.check_password(PASSWORD) and not user.check_password(PASSWORD + "x")
+
+
+def test_production_hashes_are_scrypt():
+    """Without the test suite's override, every new password is hashed with scrypt."""
+    assert Config.KIM_PASSWORD_HASH_METHOD == "scrypt"
+    app = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://", "SECRET_KEY": "x"})
+    user = User(email="x@test.example", role="steering_group")
+    with app.app_context():
+        user.set_password(PASSWORD)
+    assert user.password_hash.startswith("scrypt:")
+    assert user.check_password(PASSWORD)
+    user.set_password(PASSWORD)  # outside any app, e.g. a script
+    assert user.password_hash.startswith("scrypt:")
+
+
+def test_cheap_test_hashes_still_verify_after_switching_back(app, accounts):
+    """A hash keeps its own method: switching the setting does not lock anyone out."""
+    app.config["KIM_PASSWORD_HASH_METHOD"] = "scrypt"
+    session = Session(app.test_client())
+    assert session.login(accounts.district).status_code == 302
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.email == accounts.district))
+        user.set_password("ein-neues-passwort")
+        assert user.password_hash.startswith("scrypt:")
 
 
 def test_login_without_csrf_token_refused(client, accounts):

@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from kim_admin.demo import DEMO_PASSWORD
+from kim_admin.demo import DEMO_DOMAIN, DEMO_PASSWORD
 from kim_admin.extensions import db
 from kim_admin.reference import MUNICIPALITIES
 from models import Indicator, MonitoringEntry, Municipality, TargetGroup, User
+
+from .conftest import app_on, build_image
+from .support import Session
 
 # DOMAIN.md §3, written out again here so that a typo in the seed cannot pass.
 HSK = {
@@ -30,6 +33,25 @@ HSK = {
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
+
+
+@pytest.fixture(scope="module")
+def demo_image(database, reference_image, tmp_path_factory):
+    """The database after ``flask demo seed`` (seconds of work), and what it printed."""
+    results = []
+
+    def seed(app):
+        results.append(app.test_cli_runner().invoke(args=["demo", "seed"]))
+
+    image = build_image(database, reference_image, "demo", seed, tmp_path_factory.mktemp("demo"))
+    return image, results[0]
+
+
+@pytest.fixture
+def seeded(database, demo_image, tmp_path):
+    """A fresh app on a fresh copy of the seeded demo database."""
+    with app_on(database, demo_image[0], tmp_path) as app:
+        yield app
 
 
 def _count(app, model) -> int:
@@ -67,25 +89,30 @@ def test_reference_load_keeps_participation_decision(app, runner):
         )
 
 
-def test_demo_seed(app, runner):
-    result = runner.invoke(args=["demo", "seed"])
+def test_demo_seed(seeded, demo_image):
+    result = demo_image[1]
     assert result.exit_code == 0, result.output
     assert DEMO_PASSWORD in result.output
     assert "arnsberg@" in result.output and "meschede@" in result.output
-    with app.app_context():
+    with seeded.app_context():
         roles = {u.role for u in db.session.scalars(select(User))}
         towns = {u.municipality.name for u in db.session.scalars(select(User)) if u.municipality}
         periods = db.session.scalar(select(func.count(func.distinct(MonitoringEntry.period_id))))
     assert roles == {"district_admin", "municipal_staff", "steering_group"}
     assert {"Arnsberg", "Meschede"} <= towns
     assert periods == 8  # two years of quarters
-    assert _count(app, MonitoringEntry) > 1000
+    assert _count(seeded, MonitoringEntry) > 1000
 
 
-def test_demo_figures_consistent(app, runner):
+def test_demo_users_can_log_in(seeded):
+    session = Session(seeded.test_client())
+    assert session.login(f"kreis@{DEMO_DOMAIN}", DEMO_PASSWORD).status_code == 302
+    assert session.get("/").status_code == 200
+
+
+def test_demo_figures_consistent(seeded):
     """Active cases = previous active + new - closed, for every cell of the demo."""
-    runner.invoke(args=["demo", "seed"])
-    with app.app_context():
+    with seeded.app_context():
         rows = db.session.execute(
             select(
                 MonitoringEntry.municipality_id,
@@ -111,20 +138,20 @@ def test_demo_figures_consistent(app, runner):
     assert checked > 100
 
 
-def test_demo_seed_refuses_non_empty_database(app, runner):
-    assert runner.invoke(args=["demo", "seed"]).exit_code == 0
-    before = _count(app, MonitoringEntry)
+def test_demo_seed_refuses_non_empty_database(seeded):
+    runner = seeded.test_cli_runner()
+    before = _count(seeded, MonitoringEntry)
     result = runner.invoke(args=["demo", "seed"])
     assert result.exit_code != 0
     assert "--force" in result.output
-    assert _count(app, MonitoringEntry) == before
+    assert _count(seeded, MonitoringEntry) == before
 
     skipped = runner.invoke(args=["demo", "seed", "--if-empty"])
     assert skipped.exit_code == 0 and "keine Demo-Daten geladen" in skipped.output
 
     forced = runner.invoke(args=["demo", "seed", "--force"])
     assert forced.exit_code == 0, forced.output
-    assert _count(app, MonitoringEntry) == before
+    assert _count(seeded, MonitoringEntry) == before
 
 
 def test_users_create_and_login(app, runner):

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from flask import Flask
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import inspect
 
-from kim_admin import create_app
 from kim_admin.config import PROJECT_ROOT
 from kim_admin.extensions import db
 
+from .support import make_app
 
-def _app(db_url):
-    return create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": db_url, "SECRET_KEY": "t"})
+
+@pytest.fixture
+def empty_app(db_url: str) -> Iterator[Flask]:
+    """An app on an empty database, inside its context; its connections closed after."""
+    app = make_app(db_url)
+    with app.app_context():
+        yield app
+        db.session.remove()
+        db.engine.dispose()
 
 
 def test_single_head():
@@ -22,23 +33,17 @@ def test_single_head():
     assert len(script.get_heads()) == 1
 
 
-def test_upgrade_from_empty_matches_models(db_url):
-    app = _app(db_url)
-    with app.app_context():
-        assert inspect(db.engine).get_table_names() == []
-        upgrade()
-        tables = set(inspect(db.engine).get_table_names())
-        assert set(db.metadata.tables) <= tables
-        with db.engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
-        assert diff == []
-        db.engine.dispose()
+def test_upgrade_from_empty_matches_models(empty_app):
+    assert inspect(db.engine).get_table_names() == []
+    upgrade()
+    tables = set(inspect(db.engine).get_table_names())
+    assert set(db.metadata.tables) <= tables
+    with db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
+    assert diff == []
 
 
-def test_downgrade_to_empty(db_url):
-    app = _app(db_url)
-    with app.app_context():
-        upgrade()
-        downgrade(revision="base")
-        assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
-        db.engine.dispose()
+def test_downgrade_to_empty(empty_app):
+    upgrade()
+    downgrade(revision="base")
+    assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}

@@ -12,7 +12,6 @@ from sqlalchemy.exc import IntegrityError
 from kim_admin.extensions import db
 from kim_admin.permissions import MUNICIPAL_STAFF
 from models import (
-    Indicator,
     MonitoringEntry,
     Municipality,
     Post,
@@ -20,6 +19,8 @@ from models import (
     TargetGroup,
     User,
 )
+
+from . import factories
 
 
 def _refused(obj) -> None:
@@ -38,14 +39,10 @@ def ctx(app):
 @pytest.fixture
 def cell(ctx):
     """A municipality, a period and two indicators (one by target group)."""
-    period = ReportingPeriod(year=2025, quarter=1)
-    db.session.add(period)
+    period = factories.period(2025, 1, is_open=False)
     db.session.commit()
-    town = db.session.scalar(select(Municipality).where(Municipality.name == "Arnsberg"))
-    by_group = db.session.scalar(select(Indicator).where(Indicator.code == "CM_NEU"))
-    total = db.session.scalar(select(Indicator).where(Indicator.code == "BER_KONT"))
-    group = db.session.scalars(select(TargetGroup)).first()
-    return town, period, by_group, total, group
+    by_group, total = factories.indicator("CM_NEU"), factories.indicator("BER_KONT")
+    return factories.town("Arnsberg"), period, by_group, total, factories.group()
 
 
 def test_ags_is_unique(ctx):

@@ -7,12 +7,12 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from kim_admin import create_app
 from kim_admin.extensions import db
 from kim_admin.reference import load_reference_data
 from models import AuditEvent, Room, User
 
-from .support import PASSWORD, Session, csrf_from
+from . import factories
+from .support import PASSWORD, Session, csrf_from, make_app
 
 
 def test_admin_post_without_csrf_token_refused(app, as_district):
@@ -103,22 +103,17 @@ def test_throttle_shared_through_redis(db_url):
     """Two app servers (two apps) share one Redis: failures on one count on the other."""
     prefix = f"kim-test-{uuid.uuid4().hex}"
     config = {
-        "TESTING": True,
-        "SQLALCHEMY_DATABASE_URI": db_url,
-        "SECRET_KEY": "t",
         "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379",
         "RATELIMIT_KEY_PREFIX": prefix,
         "KIM_LOGIN_LIMIT_ACCOUNT": "2 per 15 minutes",
     }
-    first = create_app(config)
+    first = make_app(db_url, **config)
     with first.app_context():
         db.create_all()
         load_reference_data()
-        user = User(email="r@test.example", role="steering_group")
-        user.set_password(PASSWORD)
-        db.session.add(user)
+        factories.steering_member("r@test.example")
         db.session.commit()
-    second = create_app(config)
+    second = make_app(db_url, **config)
     try:
         for _ in range(2):
             assert _attempt(first.test_client(), "r@test.example", "falsch").status_code == 200
