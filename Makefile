@@ -6,7 +6,7 @@ PYTHON  ?= python3
 BIN     := $(VENV)/bin
 export FLASK_APP := app.py
 
-.PHONY: run test lint bench clean
+.PHONY: run serve test lint bench clean
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) || { \
@@ -28,6 +28,10 @@ run: $(VENV)/.runtime
 	$(BIN)/flask reference load
 	$(BIN)/flask demo seed --if-empty
 	$(BIN)/flask run --host 127.0.0.1 --port 5000
+
+## serve: gunicorn as in production (settings from KIM_* variables, see gunicorn.conf.py)
+serve: $(VENV)/.runtime
+	$(BIN)/gunicorn --config gunicorn.conf.py app:app
 
 ## test: install the dev requirements and run the whole suite
 test: $(VENV)/.dev

@@ -20,6 +20,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = ("development", "production")
 #: Shortest KIM_SECRET_KEY accepted.
 MIN_SECRET_BYTES = 32
+#: Values of KIM_LOG_FORMAT.
+LOG_FORMATS = ("text", "json")
 
 
 class Config:
@@ -69,6 +71,20 @@ class Config:
     # test suite sets a deliberately cheap one ("pbkdf2:sha256:1"), as Django projects
     # do with a fast test hasher. Existing hashes are checked with the method they name.
     KIM_PASSWORD_HASH_METHOD = "scrypt"  # noqa: S105 (a method's name, not a password)
+    # Reverse proxies in front of the app whose X-Forwarded-* headers are trusted (0: none,
+    # so the client address is the TCP peer's and X-Request-ID is always generated here).
+    KIM_TRUSTED_PROXIES = 0
+    # Log format of the request and error lines: "text" or "json" (one object per line).
+    KIM_LOG_FORMAT = "text"
+    # Processes serving the app (gunicorn workers); more than one needs a shared throttle store.
+    KIM_WORKERS = 1
+    # Pooled database connections per worker, and how many more it may open at peaks.
+    KIM_DB_POOL_SIZE = 5
+    KIM_DB_MAX_OVERFLOW = 10
+    # `flask audit purge`: login, logout, failed and throttled logins are kept this many
+    # days; data changes at least this many years (purged only when older).
+    KIM_AUDIT_LOGIN_DAYS = 365
+    KIM_AUDIT_CHANGE_YEARS = 6
 
 
 def load_environment(app: Flask) -> None:
@@ -80,6 +96,8 @@ def load_environment(app: Flask) -> None:
         app.config["SQLALCHEMY_DATABASE_URI"] = env["KIM_DATABASE_URL"]
     if env.get("KIM_RATELIMIT_STORAGE_URL"):
         app.config["RATELIMIT_STORAGE_URI"] = env["KIM_RATELIMIT_STORAGE_URL"]
+    if env.get("KIM_RATELIMIT_KEY_PREFIX"):
+        app.config["RATELIMIT_KEY_PREFIX"] = env["KIM_RATELIMIT_KEY_PREFIX"]
     if env.get("KIM_SECRET_KEY"):
         if len(env["KIM_SECRET_KEY"].encode()) < MIN_SECRET_BYTES:
             raise RuntimeError(
@@ -94,6 +112,22 @@ def load_environment(app: Flask) -> None:
         app.config["KIM_GRACE_DAYS"] = int(env["KIM_GRACE_DAYS"])
     if env.get("KIM_SUPPRESSION_THRESHOLD"):
         app.config["KIM_SUPPRESSION_THRESHOLD"] = int(env["KIM_SUPPRESSION_THRESHOLD"])
+    if env.get("KIM_LOG_FORMAT"):
+        app.config["KIM_LOG_FORMAT"] = env["KIM_LOG_FORMAT"]
+    # gunicorn reads WEB_CONCURRENCY when no worker count is given; gunicorn.conf.py
+    # exports the count it runs with as KIM_WORKERS.
+    workers = env.get("KIM_WORKERS") or env.get("WEB_CONCURRENCY")
+    if workers:
+        app.config["KIM_WORKERS"] = int(workers)
+    for name in (
+        "KIM_TRUSTED_PROXIES",
+        "KIM_DB_POOL_SIZE",
+        "KIM_DB_MAX_OVERFLOW",
+        "KIM_AUDIT_LOGIN_DAYS",
+        "KIM_AUDIT_CHANGE_YEARS",
+    ):
+        if env.get(name):
+            app.config[name] = int(env[name])
 
 
 def finalize(app: Flask) -> None:
@@ -110,6 +144,20 @@ def finalize(app: Flask) -> None:
     production = app.config["KIM_ENV"] == "production"
     if production:
         app.config["SESSION_COOKIE_SECURE"] = True
+    if production:
+        _refuse_unsafe_production(app)
+    if app.config["KIM_LOG_FORMAT"] not in LOG_FORMATS:
+        raise RuntimeError(
+            f"Unbekannter Wert KIM_LOG_FORMAT={app.config['KIM_LOG_FORMAT']!r}; erlaubt: "
+            + ", ".join(LOG_FORMATS)
+        )
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        # A copy: the class attribute is shared by every app of the process.
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+            "pool_size": app.config["KIM_DB_POOL_SIZE"],
+            "max_overflow": app.config["KIM_DB_MAX_OVERFLOW"],
+            **app.config["SQLALCHEMY_ENGINE_OPTIONS"],
+        }
     if not app.config.get("SECRET_KEY"):
         if production:
             raise RuntimeError(
@@ -117,6 +165,23 @@ def finalize(app: Flask) -> None:
                 "(e.g. python -c 'import secrets; print(secrets.token_hex(32))')."
             )
         app.config["SECRET_KEY"] = _development_secret(instance)
+
+
+def _refuse_unsafe_production(app: Flask) -> None:
+    """Settings that work on a developer's machine but not in production."""
+    if app.config.get("DEBUG"):
+        raise RuntimeError(
+            "Der Debug-Modus (FLASK_DEBUG) ist mit KIM_ENV=production nicht erlaubt: "
+            "er zeigt Quelltext und erlaubt das Ausführen von Code im Browser."
+        )
+    if app.config["KIM_WORKERS"] > 1 and app.config["RATELIMIT_STORAGE_URI"].startswith(
+        "memory://"
+    ):
+        raise RuntimeError(
+            f"Mit {app.config['KIM_WORKERS']} Worker-Prozessen zählt jeder Prozess "
+            "Fehlanmeldungen für sich: bitte KIM_RATELIMIT_STORAGE_URL auf einen gemeinsamen "
+            "Speicher setzen, z. B. KIM_RATELIMIT_STORAGE_URL=redis://127.0.0.1:6379."
+        )
 
 
 def _development_secret(instance: Path) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, render_template
+from flask import Flask, g, render_template
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -27,9 +27,15 @@ MESSAGES = {
 
 def _page(status: int, detail: str | None = None):
     title, text = MESSAGES.get(status, MESSAGES[500])
-    return render_template("kim/error.html", status=status, title=title, text=detail or text), (
-        status
+    # The request id lets a clerk quote the error and support find its log lines.
+    page = render_template(
+        "kim/error.html",
+        status=status,
+        title=title,
+        text=detail or text,
+        request_id=g.get("request_id"),
     )
+    return page, status
 
 
 def _http_error(error: HTTPException):
@@ -45,6 +51,7 @@ def _csrf_error(error: CSRFError):
 
 
 def _unexpected(error: Exception):
+    # The log line carries the request id (kim_admin.operations), as the page does.
     log.exception("Unhandled error")
     db.session.rollback()
     return _page(500)
