@@ -453,6 +453,11 @@ def test_published_report_passes_the_exact_audit(app, small_world, accounts):
     assert "Schwelle 3" in note and "Schutzbreite 3" in note
     assert f"{len(protection.primary)} primär, {len(protection.secondary)} sekundär" in note
     assert "ganze Kalenderjahre" in note
+    rows = {r[0]: r[1] for r in book["Übersicht"].iter_rows(values_only=True) if r[0]}
+    assert rows["Schwelle"] == 3 and rows["Schutzbreite"] == 3
+    assert rows["Gesperrt primär"] == len(protection.primary)
+    assert rows["Gesperrt sekundär"] == len(protection.secondary)
+    assert rows["Schutzregel"].startswith("Intervallschutz")
 
 
 def test_published_width_from_the_configuration(app, small_world, accounts):

@@ -18,7 +18,10 @@ yet covered: a stock at the end of a year (shown in that year's report) ties the
 next year's report through the same identities; the audit of one year does not
 include the previous year's published figures. Where the quarter before the range
 is needed (the first quarter's identity, a municipality's stock over the range),
-no equation is added.
+no equation is added. Assuming the worst instead — the stock before the range
+known exactly — was tried and left out: with zeros shown it pins cells that no
+secondary suppression can open (new cases 0 and stock 0 shown, so closed cases =
+the known stock), and it triples the suppression of an HSK report.
 """
 
 from __future__ import annotations

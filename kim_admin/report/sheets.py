@@ -248,6 +248,7 @@ class ReportWriter:
             ("Freigabequote", approved / expected if expected else 0, self.percent),
             ("Vorläufige Quartale (p)", provisional, self.wrap),
             ("Veröffentlichung", self.publication_note(), self.wrap),
+            *self.protection_rows(integer),
         ]
         row = 5
         for label, value, fmt in rows:
@@ -350,6 +351,20 @@ class ReportWriter:
         if protection.unprotected:
             note += f" Nicht voll geschützt: {len(protection.unprotected)} Werte."
         return note
+
+    def protection_rows(self, integer: Any) -> list[tuple[str, Any, Any]]:
+        """The protection of a published report, one figure a row (none for internal ones)."""
+        protection = self.data.protection()
+        if protection is None:
+            return []
+        return [
+            ("Schutzregel", "Intervallschutz (exakte Prüfung aller Gleichungen)", None),
+            ("Schwelle", self.data.options.threshold, integer),
+            ("Schutzbreite", self.data.protection_width, integer),
+            ("Gesperrt primär", len(protection.primary), integer),
+            ("Gesperrt sekundär", len(protection.secondary), integer),
+            ("Zeitraster", publication.GRID_NOTE, self.wrap),
+        ]
 
     def figures(self) -> None:
         """Kennzahlen: municipality × indicator, totals, per 1,000 inhabitants, bar chart."""
