@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from . import accounts, demo
+from . import accounts, backup, demo, retention
 from .permissions import ROLES
 from .reference import load_reference_data
 
 users_cli = AppGroup("users", help="Benutzer verwalten.")
 reference_cli = AppGroup("reference", help="Referenzdaten des HSK.")
 demo_cli = AppGroup("demo", help="Demo-Daten.")
+backup_cli = AppGroup("backup", help="Datensicherung der ganzen Datenbank.")
+audit_cli = AppGroup("audit", help="Protokoll (Audit-Trail).")
 
 
 def _read_password() -> str:
@@ -105,8 +108,46 @@ def seed(force: bool, if_empty: bool) -> None:
             click.echo(f"  {email:<34} {dict(ROLES)[role]:<18} {town}")
 
 
+@backup_cli.command("create")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def backup_create(path: Path) -> None:
+    """Write a backup of the database to PATH (pg_dump custom format, or a SQLite file)."""
+    try:
+        backup.create(path)
+    except backup.BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Sicherung geschrieben: {path} ({path.stat().st_size:,} Bytes).".replace(",", "."))
+
+
+@backup_cli.command("restore")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def backup_restore(path: Path) -> None:
+    """Restore the backup at PATH into the configured database, which must be empty."""
+    try:
+        backup.restore(path)
+    except backup.BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Sicherung {path} zurückgespielt.")
+
+
+@audit_cli.command("purge")
+def audit_purge() -> None:
+    """Delete login events older than KIM_AUDIT_LOGIN_DAYS and other events older than
+    KIM_AUDIT_CHANGE_YEARS; the purge itself is recorded."""
+    try:
+        counts = retention.purge()
+    except retention.RetentionError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        "Protokoll bereinigt: {login_events} Anmeldeereignisse und {changes} ältere "
+        "Einträge gelöscht.".format(**counts)
+    )
+
+
 def init_app(app: Flask) -> None:
     """Register the command groups."""
     app.cli.add_command(users_cli)
     app.cli.add_command(reference_cli)
     app.cli.add_command(demo_cli)
+    app.cli.add_command(backup_cli)
+    app.cli.add_command(audit_cli)
