@@ -325,42 +325,50 @@ def _solve(table: Table, variables: list, rows: list, width: float | None, targe
     def spread(n: int) -> tuple[int, int]:
         return math.ceil(seen_low[n] - EPSILON), math.floor(seen_high[n] + EPSILON)
 
-    if width is not None:
-        # Cheap points spread over many cells at once: the pending cells all as low as
-        # possible, then all as high as possible below a cap; again while that settles
-        # enough of them. Feasible points of a capped problem are feasible points of
-        # the real one, so the spread they show is true.
-        pending = [index[k] for k in targets]
-        for _ in range(SPREAD_ROUNDS):
-            if len(pending) <= 2:
-                break
-            weights = np.zeros(len(variables))
-            weights[pending] = 1.0
-            saw(lp(weights))
-            saw(lp(-weights, true + width))
-            left = [n for n in pending if spread(n)[1] - spread(n)[0] < width]
-            if len(pending) - len(left) < len(pending) / 10:
-                break
-            pending = left
     # One equation alone already caps a cell when its hidden cells all count alike
     # (cells of a line whose total is shown): each is at most the rest minus one per
-    # other hidden cell. Where that cap is narrow, no program is needed to say so.
+    # other hidden cell. Where that cap is narrow, no program is needed to say so;
+    # where a feasible point reaches it, it is the maximum.
     cap: dict[int, tuple[float, int]] = {}
-    if width is not None:
-        for inside, constant, number in rows:
-            weights = set(inside.values())
-            if len(weights) != 1:
-                continue
-            (weight,) = weights
-            highest = constant / weight - (len(inside) - 1)
-            for key in inside:
-                n = index[key]
-                if n not in cap or highest < cap[n][0]:
-                    cap[n] = (highest, number)
+    for inside, constant, number in rows:
+        weights = set(inside.values())
+        if len(weights) != 1:
+            continue
+        (weight,) = weights
+        highest = constant / weight - (len(inside) - 1)
+        for key in inside:
+            n = index[key]
+            if n not in cap or highest < cap[n][0]:
+                cap[n] = (highest, number)
+
+    def settled(n: int) -> bool:
+        if width is not None:
+            return spread(n)[1] - spread(n)[0] >= width
+        return seen_low[n] <= 1 + EPSILON and n in cap and seen_high[n] >= cap[n][0] - EPSILON
+
+    # Cheap points spread over many cells at once: the pending cells all as low as
+    # possible, then all as high as possible below a cap; again while that settles
+    # enough of them. Feasible points of a capped problem are feasible points of the
+    # real one, so what they show is true.
+    reach = width if width is not None else 3
+    upper = np.array([cap[n][0] if n in cap else true[n] + reach for n in range(len(true))])
+    upper = np.maximum(upper, true)
+    pending = [index[k] for k in targets]
+    for _ in range(SPREAD_ROUNDS if width is not None else 1):
+        if len(pending) <= 2:
+            break
+        weights = np.zeros(len(variables))
+        weights[pending] = 1.0
+        saw(lp(weights))
+        saw(lp(-weights, upper))
+        left = [n for n in pending if not settled(n)]
+        if len(pending) - len(left) < len(pending) / 10:
+            break
+        pending = left
     result = {}
     for key in targets:
         n = index[key]
-        if n in cap and math.floor(cap[n][0] + EPSILON) - 1 < width:
+        if width is not None and n in cap and math.floor(cap[n][0] + EPSILON) - 1 < width:
             highest, number = cap[n]
             result[key] = Interval(
                 1.0, float(math.floor(highest + EPSILON)), False, frozenset({number})
@@ -369,6 +377,9 @@ def _solve(table: Table, variables: list, rows: list, width: float | None, targe
         low_seen, high_seen = spread(n)
         if width is not None and high_seen - low_seen >= width:
             result[key] = Interval(float(low_seen), float(high_seen), exact=False)
+            continue
+        if width is None and settled(n):
+            result[key] = Interval(1.0, float(math.floor(cap[n][0] + EPSILON)))
             continue
         objective = np.zeros(len(variables))
         objective[n] = 1.0
@@ -383,6 +394,10 @@ def _solve(table: Table, variables: list, rows: list, width: float | None, targe
         if width is not None and highest - 1 < width:
             # Too narrow whatever the minimum: what holds the maximum is what matters.
             result[key] = Interval(float(low_seen), float(highest), False, _binding(rows, high))
+            continue
+        if seen_low[n] <= 1 + EPSILON:
+            # A feasible point already sits on the bound 1: that is the minimum.
+            result[key] = Interval(1.0, float(highest), True, _binding(rows, high))
             continue
         low = lp(objective)
         if not saw(low):
