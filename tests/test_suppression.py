@@ -512,3 +512,25 @@ def test_the_stock_rule_is_part_of_the_audit(app, stock_world, accounts):
     # Without its partners the rule gives Q2 away; with them it does not.
     assert suppression.audit(table, protection.primary)[("Z", q2, akt)].width == 0
     assert suppression.audit(table, protection.hidden)[("Z", q2, akt)].width >= 3
+
+
+def test_secondary_suppression_is_deterministic():
+    rng = random.Random(5)  # noqa: S311 (test data, not secrets)
+    rows = [[rng.choice([0, 1, 2, 3, 5, 8]) for _ in range(6)] for _ in range(5)]
+    values, lines = _grid(rows)
+    first = suppression.protect(_system(values, lines), 3).hidden
+    assert all(suppression.protect(_system(values, lines), 3).hidden == first for _ in range(3))
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "identity"),
+    [
+        ("CM_AKT", "prev(CM_AKT) + CM_NEU - CM_ABG", True),
+        ("2 * CM_NEU", "CM_ABG + CM_NEU", True),
+        ("CM_NEU", "CM_ABG + 1", False),  # a constant: not a sum over municipalities
+        ("CM_NEU * CM_ABG", "CM_AKT", False),  # not linear
+        ("CM_NEU / CM_ABG", "1", False),
+    ],
+)
+def test_rule_identities(left, right, identity):
+    assert bool(publication.identities([(left, right)])) is identity
