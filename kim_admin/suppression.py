@@ -161,10 +161,12 @@ def protect(
     """Hide the small counts and enough others that every hidden interval is ``width`` wide.
 
     ``width`` defaults to ``threshold``. Zeros are never hidden (the audit counts on
-    every "." being at least 1). Each round audits the parts of the system that
-    changed and, for each cell still too narrow, hides one more value from an
-    equation it is in: the cheapest by (total, value, order of the table), at most
-    one per equation and round.
+    every "." being at least 1). Each round, for each cell still too narrow, one more
+    value is hidden from an equation that holds its bound (the linear programs'
+    nonzero duals; else any of its equations): the cheapest by information loss —
+    cells before totals, then cells that would not be alone in another equation,
+    then the smallest value, then the table's order — at most one per equation and
+    round. Then the narrow and the new cells are audited again.
     """
     width = threshold if width is None else width
     order = {key: n for n, key in enumerate(table.values)}
@@ -281,7 +283,10 @@ def _components(table: Table, hidden: set[Hashable]) -> list[tuple[list, list]]:
                 parent[b] = a
         reduced.append((inside, constant, number))
     parts: dict[Hashable, tuple[list, list]] = {}
-    for key in hidden:
+    # In the table's order, not the set's: string keys hash differently in every
+    # process, and the order of the variables decides which optimal point HiGHS
+    # returns, hence which cells are hidden secondarily.
+    for key in (k for k in table.values if k in hidden):
         parts.setdefault(find(key), ([], []))[0].append(key)
     for row in reduced:
         parts[find(next(iter(row[0])))][1].append(row)
