@@ -9,6 +9,9 @@ from flask import Flask
 from .config import PROJECT_ROOT, Config, finalize, load_environment
 from .extensions import babel, csrf, db, login_manager, migrate
 
+#: The release (see CHANGELOG.md).
+__version__ = "1.0.0"
+
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the application: load settings, then bind extensions and views."""

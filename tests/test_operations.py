@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import runpy
 import signal
 import socket
 import subprocess
@@ -235,6 +236,29 @@ def test_error_page_and_log_carry_request_id(tmp_path, caplog):
 
 
 # --- gunicorn, two workers, Redis ---------------------------------------------------------
+
+
+def test_gunicorn_settings_from_environment(monkeypatch):
+    for name in ("KIM_WORKERS", "WEB_CONCURRENCY", "KIM_ACCESS_LOG"):
+        monkeypatch.delenv(name, raising=False)
+    defaults = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert (defaults["bind"], defaults["workers"], defaults["threads"]) == ("127.0.0.1:8000", 2, 4)
+    assert defaults["accesslog"] is None
+    monkeypatch.setenv("KIM_BIND", "0.0.0.0:9000")
+    monkeypatch.setenv("WEB_CONCURRENCY", "5")
+    monkeypatch.setenv("KIM_THREADS", "8")
+    monkeypatch.setenv("KIM_TIMEOUT", "120")
+    monkeypatch.setenv("KIM_ACCESS_LOG", "-")
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert (conf["bind"], conf["workers"], conf["threads"], conf["timeout"]) == (
+        "0.0.0.0:9000",
+        5,
+        8,
+        120,
+    )
+    assert conf["accesslog"] == "-"
+    monkeypatch.setenv("KIM_WORKERS", "3")  # ours wins over the platform's
+    assert runpy.run_path(str(ROOT / "gunicorn.conf.py"))["workers"] == 3
 
 
 def _redis_available() -> bool:
