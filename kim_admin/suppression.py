@@ -359,7 +359,7 @@ def _solve(table: Table, variables: list, rows: list, width: float | None, targe
     upper = np.array([cap[n][0] if n in cap else true[n] + reach for n in range(len(true))])
     upper = np.maximum(upper, true)
     pending = [index[k] for k in targets]
-    for _ in range(SPREAD_ROUNDS if width is not None else 1):
+    for _ in range(SPREAD_ROUNDS):
         if len(pending) <= 2:
             break
         weights = np.zeros(len(variables))
