@@ -146,6 +146,12 @@ def finalize(app: Flask) -> None:
         app.config["SESSION_COOKIE_SECURE"] = True
     if production:
         _refuse_unsafe_production(app)
+        # Database errors in the log name the statement, never its values (figures,
+        # e-mail addresses): SQLAlchemy leaves the parameters out of its messages.
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+            **app.config["SQLALCHEMY_ENGINE_OPTIONS"],
+            "hide_parameters": True,
+        }
     if app.config["KIM_LOG_FORMAT"] not in LOG_FORMATS:
         raise RuntimeError(
             f"Unbekannter Wert KIM_LOG_FORMAT={app.config['KIM_LOG_FORMAT']!r}; erlaubt: "

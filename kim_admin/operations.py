@@ -43,16 +43,13 @@ class RequestIdFilter(logging.Filter):
 class StderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is now (gunicorn and pytest replace it)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-
     @property
-    def stream(self):  # noqa: D102
+    def stream(self):
         return sys.stderr
 
     @stream.setter
     def stream(self, value) -> None:
-        pass
+        """Ignored: the stream is looked up at each write."""
 
 
 def make_formatter(log_format: str) -> logging.Formatter:

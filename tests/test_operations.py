@@ -74,6 +74,22 @@ def test_debug_refused_in_production(production):
         create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
 
 
+def test_database_errors_logged_without_values_in_production(production, tmp_path):
+    app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.db'}"})
+    assert app.config["SQLALCHEMY_ENGINE_OPTIONS"]["hide_parameters"] is True
+    with app.app_context():
+        from sqlalchemy import text
+        from sqlalchemy.exc import DBAPIError
+
+        from kim_admin.extensions import db
+
+        with pytest.raises(DBAPIError) as failed:
+            db.session.execute(text("SELECT * FROM nirgends WHERE x = :v"), {"v": "4711,5"})
+        assert "4711,5" not in str(failed.value)
+        db.session.remove()
+        db.engine.dispose()
+
+
 def test_unknown_log_format_refused(monkeypatch):
     monkeypatch.setenv("KIM_LOG_FORMAT", "xml")
     with pytest.raises(RuntimeError, match="KIM_LOG_FORMAT"):
