@@ -534,3 +534,26 @@ def test_secondary_suppression_is_deterministic():
 )
 def test_rule_identities(left, right, identity):
     assert bool(publication.identities([(left, right)])) is identity
+
+
+def test_range_rate_of_a_flow_hidden_when_quarters_differ(app, small_world, accounts):
+    # One town's Q2 report is not approved: Q2's rates are over fewer inhabitants, and the
+    # sum of the quarterly rates would be a second equation over the hidden quarters.
+    with app.app_context():
+        submission = db.session.scalar(
+            select(Submission).where(
+                Submission.municipality_id == small_world["towns"][0],
+                Submission.period_id == small_world["periods"][1],
+            )
+        )
+        submission.status = "submitted"
+        db.session.commit()
+        kinds = {i.code: i.kind for i in db.session.scalars(select(Indicator))}
+    book, _, protection = _build(app, small_world, accounts.steering)
+    assert protection.hidden
+    header, rows = _table(book["Kennzahlen"])
+    total = next(r for r in rows if r[0] == "Summe")
+    flows = [code for code, kind in kinds.items() if kind == "flow"]
+    assert flows
+    for code in flows:
+        assert total[header.index(f"{code} je 1.000 Einwohner")] == DOT, code

@@ -198,6 +198,21 @@ class ReportWriter:
         """The value, or "." where a published report hides it."""
         return suppression.SUPPRESSED if key in self.hidden else value
 
+    def _total_rate(self, indicator: Indicator) -> Any:
+        """The range's rate per 1,000, or "." where a published report must not show it.
+
+        A flow's rate over the range is the sum of its quarterly rates. When the
+        quarters' populations differ (someone did not report), that sum is a second
+        equation over the quarters, independent of their total, and would let hidden
+        quarters be worked out; the audit does not model it, so it is not shown.
+        """
+        data = self.data
+        if self.hidden and indicator.kind == "flow" and not indicator.decimal_places:
+            populations = {data.series_population.get((p.id, indicator.id)) for p in data.periods}
+            if len(populations) > 1:
+                return suppression.SUPPRESSED
+        return self._shown(("KT", indicator.id), data.total_rate(indicator))
+
     def _row_formats(self, values: Sequence[Any], formats: Sequence[Any]) -> list[Any]:
         """Hidden cells are right-aligned like the numbers around them."""
         return [
@@ -413,9 +428,7 @@ class ReportWriter:
         population = sum(t.population for t in data.towns)
         keys = [("KT", i.id) for i in indicators]
         totals = [self._shown(k, data.total(i)) for k, i in zip(keys, indicators, strict=True)]
-        total_rates = [
-            self._shown(k, data.total_rate(i)) for k, i in zip(keys, indicators, strict=True)
-        ]
+        total_rates = [self._total_rate(i) for i in indicators]
         late = [data.total_provisional(i) for i in indicators]
         self._row(
             sheet,
@@ -517,7 +530,7 @@ class ReportWriter:
             else:
                 total = self._sum(data.series.get((p.id, indicator.id)) for p in data.periods)
             totals.append(self._shown(("KT", indicator.id), total))
-            total_rates.append(self._shown(("KT", indicator.id), data.total_rate(indicator)))
+            total_rates.append(self._total_rate(indicator))
         late = [data.total_provisional(i) for i in indicators]
         self._row(
             sheet,
