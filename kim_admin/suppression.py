@@ -40,8 +40,10 @@ from typing import Any
 SUPPRESSED = "."
 #: Slack for floating-point results of the solver.
 EPSILON = 1e-6
-#: At most this many pairs of cheap "spread" programs per part of the system.
-SPREAD_ROUNDS = 6
+#: At most this many pairs of cheap "spread" programs per part of the system ...
+SPREAD_ROUNDS = 40
+#: ... each pair going on only while the last one settled at least this many cells.
+SPREAD_WORTH = 4
 
 
 def primary(value: float | None, threshold: int) -> bool:
@@ -367,8 +369,8 @@ def _solve(table: Table, variables: list, rows: list, width: float | None, targe
         saw(lp(weights))
         saw(lp(-weights, upper))
         left = [n for n in pending if not settled(n)]
-        if len(pending) - len(left) < len(pending) / 10:
-            break
+        if len(pending) - len(left) < SPREAD_WORTH:
+            break  # two more programs would settle fewer cells than they cost
         pending = left
     result = {}
     for key in targets:
