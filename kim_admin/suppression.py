@@ -189,17 +189,29 @@ def protect(
         )
         return (key in table.totals, lonely > 0, table.values[key], lonely, order[key])
 
-    def candidates(keys: Iterable[Hashable], within: Iterable[int] = ()) -> list[Hashable]:
-        only = set(within)
+    def candidates(equations: Iterable[int]) -> list[Hashable]:
         found = {
             k
-            for key in keys
-            for n in by_key[key]
-            if not only or n in only
+            for n in equations
             for k in table.equations[n][0]
             if k not in hidden and (table.values.get(k) or 0) > 0
         }
         return sorted(found, key=cost)
+
+    def around(key: Hashable) -> Iterable[int]:
+        """Every equation reachable from ``key`` through hidden cells (its part)."""
+        seen, todo = set(), [key]
+        reached: set[Hashable] = {key}
+        while todo:
+            for n in by_key[todo.pop()]:
+                if n in seen:
+                    continue
+                seen.add(n)
+                for k in table.equations[n][0]:
+                    if k in hidden and k not in reached:
+                        reached.add(k)
+                        todo.append(k)
+        return sorted(seen)
 
     intervals = audit(table, hidden, width)
     rounds = 0
@@ -215,17 +227,14 @@ def protect(
         added: set[Hashable] = set()
         for key in narrow:
             # First the cells of the equations that hold the bounds (the linear
-            # programs' nonzero duals): hiding anything else cannot widen them.
-            binding = intervals[key].binding
-            pick = candidates([key], binding) if binding else []
+            # programs' nonzero duals: the bound is a combination of them, so hiding
+            # a cell elsewhere cannot widen it), then its own equations, then any
+            # equation of its part of the system.
+            pick: list[Hashable] = []
+            for equations in (intervals[key].binding, by_key[key]):
+                pick = pick or candidates(equations)
             if not pick:
-                pick = candidates([key])
-            if not pick:
-                # Nothing shown in its own equations: look one step further, through
-                # the hidden cells those equations hold.
-                pick = candidates(
-                    k for n in by_key[key] for k in table.equations[n][0] if k in hidden
-                )
+                pick = candidates(around(key))
             if not pick:
                 continue  # perhaps another cell's partner opens it; else unprotected
             through = set(by_key[pick[0]]) & set(by_key[key])

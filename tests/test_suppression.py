@@ -557,3 +557,56 @@ def test_range_rate_of_a_flow_hidden_when_quarters_differ(app, small_world, acco
     assert flows
     for code in flows:
         assert total[header.index(f"{code} je 1.000 Einwohner")] == DOT, code
+
+
+@pytest.mark.parametrize("threshold", [3, 5])
+@pytest.mark.parametrize("seed", range(4))
+def test_random_tables_with_an_identity(threshold, seed):
+    """Two town × group tables a and b, and c = a − b cell by cell (all with margins):
+    equations with signs, as the stock rule makes them; checked independently."""
+    rng = random.Random(100 + seed)  # noqa: S311 (test data, not secrets)
+    towns, groups = rng.randint(2, 4), rng.randint(2, 5)
+    b = [[rng.choice([0, 1, 1, 2, 3, 4, 6]) for _ in range(groups)] for _ in range(towns)]
+    c = [[rng.choice([0, 1, 2, 2, 3, 5]) for _ in range(groups)] for _ in range(towns)]
+    a = [[x + y for x, y in zip(rb, rc, strict=True)] for rb, rc in zip(b, c, strict=True)]
+    values, lines = {}, []
+    for name, rows in (("a", a), ("b", b), ("c", c)):
+        grid, grid_lines = _grid(rows)
+        values |= {(name, *k) if isinstance(k, tuple) else (name, k): v for k, v in grid.items()}
+        for line in grid_lines:
+            lines.append([(name, *k) if isinstance(k, tuple) else (name, k) for k in line])
+    identities = [
+        {("a", "x", r, g): 1.0, ("b", "x", r, g): -1.0, ("c", "x", r, g): -1.0}
+        for r in range(towns)
+        for g in range(groups)
+    ]
+    table = _system(values, lines)
+    for equation in identities:
+        table.equation(equation)
+    protection = suppression.protect(table, threshold)
+    hidden = protection.hidden
+    assert not protection.unprotected
+    for key, value in values.items():
+        assert (key in hidden) >= (0 < value < threshold), (key, value)
+        assert key not in hidden or value > 0
+    # The test's own system: lines as "cells − total = 0", identities as given.
+    keys = list(values)
+    index = {k: n for n, k in enumerate(keys)}
+    matrix = np.zeros((len(lines) + len(identities), len(keys)))
+    for row, (*cells, total) in enumerate(lines):
+        for cell in cells:
+            matrix[row, index[cell]] += 1
+        matrix[row, index[total]] -= 1
+    for row, equation in enumerate(identities, start=len(lines)):
+        for key, coefficient in equation.items():
+            matrix[row, index[key]] += coefficient
+    bounds = [(1, None) if k in hidden else (values[k], values[k]) for k in keys]
+    zero = np.zeros(len(matrix))
+    for key in hidden:
+        objective = np.zeros(len(keys))
+        objective[index[key]] = 1
+        low = linprog(objective, A_eq=matrix, b_eq=zero, bounds=bounds)
+        high = linprog(-objective, A_eq=matrix, b_eq=zero, bounds=bounds)
+        assert low.status == 0 and high.status in (0, 3)
+        if high.status == 0:
+            assert -high.fun - low.fun >= threshold - 1e-6, (key, low.fun, -high.fun)
