@@ -165,7 +165,8 @@ def protect(
     ``width`` defaults to ``threshold``. Zeros are never hidden (the audit counts on
     every "." being at least 1). Each round, for each cell still too narrow, one more
     value is hidden from an equation that holds its bound (the linear programs'
-    nonzero duals; else any of its equations): the cheapest by information loss —
+    nonzero duals; else one of its own, else any of its part of the system): the
+    cheapest by information loss —
     cells before totals, then cells that would not be alone in another equation,
     then the smallest value, then the table's order — at most one per equation and
     round. Then the narrow and the new cells are audited again.
