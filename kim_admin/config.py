@@ -58,6 +58,9 @@ class Config:
     # Published figures hide counts below this (1 and 2 by default, as the Bundesagentur
     # für Arbeit does), with secondary suppression; internal exports stay exact.
     KIM_SUPPRESSION_THRESHOLD = 3
+    # Least width of what a reader can work out for a hidden cell of a published
+    # report (interval protection); None means the threshold.
+    KIM_SUPPRESSION_WIDTH: int | None = None
     # Largest upload accepted (Excel templates), in bytes.
     MAX_CONTENT_LENGTH = 5 * 1024 * 1024
     # Failed logins allowed per account and per client address before a pause.
@@ -110,6 +113,8 @@ def load_environment(app: Flask) -> None:
             app.config[name] = int(env[name])
     if env.get("KIM_GRACE_DAYS"):
         app.config["KIM_GRACE_DAYS"] = int(env["KIM_GRACE_DAYS"])
+    if env.get("KIM_SUPPRESSION_WIDTH"):
+        app.config["KIM_SUPPRESSION_WIDTH"] = int(env["KIM_SUPPRESSION_WIDTH"])
     if env.get("KIM_SUPPRESSION_THRESHOLD"):
         app.config["KIM_SUPPRESSION_THRESHOLD"] = int(env["KIM_SUPPRESSION_THRESHOLD"])
     if env.get("KIM_LOG_FORMAT"):

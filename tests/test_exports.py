@@ -249,6 +249,7 @@ def test_published_export_hides_small_counts(app, data, as_steering):
         for town, code, value in (
             ("Brilon", "BER_KONT", 2),
             ("Olsberg", "BER_KONT", 1),
+            ("Winterberg", "BER_KONT", 0),
             ("Olsberg", "VZAE_BES", Decimal("1.5")),
         ):
             db.session.add(
@@ -270,6 +271,8 @@ def test_published_export_hides_small_counts(app, data, as_steering):
     published = values(as_steering.get("/monitoring_entry/export/xlsx/?publish=1"))
     assert ("Brilon", "BER_KONT", ".") in published
     assert ("Olsberg", "BER_KONT", ".") in published
+    # Zeros are hidden too: a shown 0 would make every "." mean "at least one person".
+    assert ("Winterberg", "BER_KONT", ".") in published
     assert ("Olsberg", "VZAE_BES", 1.5) in published  # FTE, not a count of people
     assert ("Arnsberg", "BER_KONT", 12) in published
     internal = values(as_steering.get("/monitoring_entry/export/xlsx/"))

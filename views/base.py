@@ -421,7 +421,7 @@ class SecureModelView(AccessMixin, ModelView):
 
         def published(model: Any) -> Any:
             value = get(model)
-            if self.is_count(model, name) and suppression.primary(value, threshold):
+            if self.is_count(model, name) and suppression.hidden_in_list(value, threshold):
                 return suppression.SUPPRESSED
             return value
 

@@ -189,7 +189,7 @@ def published_need(threshold: int):
     """The need column of a published export: small estimates as "."."""
 
     def need(row: coverage.CoverageRow) -> object:
-        if suppression.primary(row.need, threshold):
+        if suppression.hidden_in_list(row.need, threshold):
             return suppression.SUPPRESSED
         return row.need
 
