@@ -9,6 +9,7 @@ test database; :func:`town`, :func:`group` and :func:`indicator` look it up.
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -161,3 +162,24 @@ def entry(
 def submission(municipality: TownLike, period: ReportingPeriod, status: str = "draft", **fields):
     """A submission in ``status``, written straight into the table (set-up only)."""
     return _add(Submission(municipality=town(municipality), period=period, status=status, **fields))
+
+
+def quarter_world() -> dict[str, Any]:
+    """Q1/2026 (closed) and Q2/2026 (open, deadline in 30 days), committed, and the
+    ids the reporting-cycle tests need, by name."""
+    prev = ReportingPeriod(year=2026, quarter=1, is_open=False, deadline=date(2026, 4, 15))
+    current = ReportingPeriod(
+        year=2026, quarter=2, is_open=True, deadline=date.today() + timedelta(days=30)
+    )
+    db.session.add_all([prev, current])
+    db.session.commit()
+    towns = {m.name: m.id for m in db.session.scalars(select(Municipality))}
+    return {
+        "period": current.id,
+        "prev": prev.id,
+        "arnsberg": towns["Arnsberg"],
+        "meschede": towns["Meschede"],
+        "codes": {i.code: i.id for i in db.session.scalars(select(Indicator))},
+        "groups": list(db.session.scalars(select(TargetGroup.id).order_by(TargetGroup.id))),
+        "users": {u.email.split("@")[0]: u.id for u in db.session.scalars(select(User))},
+    }

@@ -39,6 +39,7 @@ from models import (
     ValidationRule,
 )
 
+from . import factories
 from .support import Session
 
 HUGE = "1000000000000000000000000000000"
@@ -46,27 +47,9 @@ HUGE = "1000000000000000000000000000000"
 
 @pytest.fixture
 def world(app, accounts):
-    """An open quarter (deadline ahead) with its predecessor; ids by name."""
+    """An open quarter with its predecessor, and the ids tests need."""
     with app.app_context():
-        prev = ReportingPeriod(year=2026, quarter=1, is_open=False, deadline=date(2026, 4, 15))
-        period = ReportingPeriod(
-            year=2026, quarter=2, is_open=True, deadline=date.today() + timedelta(days=30)
-        )
-        db.session.add_all([prev, period])
-        db.session.commit()
-        towns = {m.name: m.id for m in db.session.scalars(select(Municipality))}
-        codes = {i.code: i.id for i in db.session.scalars(select(Indicator))}
-        groups = [g.id for g in db.session.scalars(select(TargetGroup).order_by(TargetGroup.id))]
-        users = {u.email.split("@")[0]: u.id for u in db.session.scalars(select(User))}
-        return {
-            "period": period.id,
-            "prev": prev.id,
-            "arnsberg": towns["Arnsberg"],
-            "meschede": towns["Meschede"],
-            "codes": codes,
-            "groups": groups,
-            "users": users,
-        }
+        return factories.quarter_world()
 
 
 def _url(world, town="arnsberg"):

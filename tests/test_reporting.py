@@ -24,6 +24,7 @@ from models import (
     User,
 )
 
+from . import factories
 from .support import Session
 
 # Written from DOMAIN.md §5, not read from the workflow module.
@@ -52,21 +53,7 @@ WHO = {
 def world(app, accounts):
     """An open quarter with its predecessor, and the ids tests need."""
     with app.app_context():
-        prev = ReportingPeriod(year=2026, quarter=1, is_open=False, deadline=date(2026, 4, 15))
-        period = ReportingPeriod(
-            year=2026, quarter=2, is_open=True, deadline=date.today() + timedelta(days=30)
-        )
-        db.session.add_all([prev, period])
-        db.session.commit()
-        towns = {m.name: m.id for m in db.session.scalars(select(Municipality))}
-        users = {u.email.split("@")[0]: u.id for u in db.session.scalars(select(User))}
-        return {
-            "period": period.id,
-            "prev": prev.id,
-            "arnsberg": towns["Arnsberg"],
-            "meschede": towns["Meschede"],
-            "users": users,
-        }
+        return factories.quarter_world()
 
 
 def _user(name, world):
