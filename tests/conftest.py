@@ -35,24 +35,30 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     gc.freeze()
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Let pytest's last collection see every object again."""
-    gc.unfreeze()
-
-
 @pytest.fixture(autouse=True)
 def _collect_garbage():
     """Collect garbage after each test, so a leaked connection is reported by the
     test that leaked it rather than by whichever test happens to run next.
 
     Twice, because an app's engines are freed one round after the app (Flask-SQLAlchemy
-    holds them in a weak dictionary). Then what survived is frozen, so that the next
-    test's collection walks only that test's objects: collecting the whole heap after
-    every test cost 30-90 ms each, a fifth of the suite."""
+    holds them in a weak dictionary)."""
     yield
     gc.collect()
     gc.collect()
+
+
+def pytest_runtest_logfinish(nodeid: str, location: tuple) -> None:
+    """Once pytest has let go of a test's fixture values, free them and freeze what is
+    left, so that the next test's collections walk only that test's objects (walking
+    the whole heap after every test cost 30-90 ms each, a fifth of the suite)."""
+    gc.collect()
+    gc.collect()
     gc.freeze()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Let pytest's last collection see every object again."""
+    gc.unfreeze()
 
 
 # --- the database ------------------------------------------------------------
