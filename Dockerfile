@@ -27,6 +27,7 @@ COPY --chown=root:root kim_admin ./kim_admin
 COPY --chown=root:root models ./models
 COPY --chown=root:root views ./views
 COPY --chown=root:root migrations ./migrations
+COPY --chown=root:root deploy/entrypoint.sh ./deploy/entrypoint.sh
 # The code belongs to root and cannot be changed by the app; only instance/ is writable.
 RUN mkdir instance && chown kim:kim instance
 
@@ -34,4 +35,5 @@ USER kim
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"
-CMD ["gunicorn", "--config", "gunicorn.conf.py", "app:app"]
+# Migrations, then gunicorn: the same script the tests run outside a container.
+CMD ["/bin/sh", "deploy/entrypoint.sh"]

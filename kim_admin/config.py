@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from sqlalchemy.engine import make_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,13 +91,47 @@ class Config:
     KIM_AUDIT_CHANGE_YEARS = 6
 
 
+#: Secrets that may also come from a file named by ``<NAME>_FILE`` (Docker secrets,
+#: systemd credentials), so that they never stand in the environment itself.
+SECRET_VARIABLES = (
+    "KIM_SECRET_KEY",
+    "KIM_DATABASE_URL",
+    "KIM_DATABASE_PASSWORD",
+    "KIM_RATELIMIT_STORAGE_URL",
+)
+
+
+def read_environment() -> dict[str, str]:
+    """``os.environ`` with every ``<SECRET>_FILE`` read into ``<SECRET>``.
+
+    A value given directly wins over a file; a named file that cannot be read
+    stops the start with a message naming the variable (not the secret).
+    """
+    env = dict(os.environ)
+    for name in SECRET_VARIABLES:
+        path = env.get(f"{name}_FILE")
+        if path and not env.get(name):
+            try:
+                env[name] = Path(path).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise RuntimeError(
+                    f"{name}_FILE: Datei {path} ist nicht lesbar ({exc.strerror})."
+                ) from exc
+    return env
+
+
 def load_environment(app: Flask) -> None:
-    """Apply ``KIM_*`` environment variables to ``app.config``."""
-    env = os.environ
+    """Apply ``KIM_*`` environment variables (and ``*_FILE`` secrets) to ``app.config``."""
+    env = read_environment()
     if "KIM_ENV" in env:
         app.config["KIM_ENV"] = env["KIM_ENV"]
     if env.get("KIM_DATABASE_URL"):
-        app.config["SQLALCHEMY_DATABASE_URI"] = env["KIM_DATABASE_URL"]
+        url = env["KIM_DATABASE_URL"]
+        if env.get("KIM_DATABASE_PASSWORD"):
+            # The password apart from the URL: no escaping of special characters needed.
+            url = make_url(url).set(password=env["KIM_DATABASE_PASSWORD"])
+            url = url.render_as_string(hide_password=False)
+        app.config["SQLALCHEMY_DATABASE_URI"] = url
     if env.get("KIM_RATELIMIT_STORAGE_URL"):
         app.config["RATELIMIT_STORAGE_URI"] = env["KIM_RATELIMIT_STORAGE_URL"]
     if env.get("KIM_RATELIMIT_KEY_PREFIX"):

@@ -71,3 +71,26 @@ def test_two_apps_side_by_side():
     second = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://", "SECRET_KEY": "b"})
     assert "room.index_view" in first.view_functions
     assert "room.index_view" in second.view_functions
+
+
+def test_secrets_from_files(monkeypatch, tmp_path):
+    """Docker secrets and systemd credentials: every secret may come from a file."""
+    (tmp_path / "key").write_text("k" * 40 + "\n")
+    (tmp_path / "pw").write_text("p@ss:w/rd#1\n")
+    monkeypatch.setenv("KIM_SECRET_KEY_FILE", str(tmp_path / "key"))
+    monkeypatch.setenv("KIM_DATABASE_URL", "postgresql+psycopg://kim@db.example/kim")
+    monkeypatch.setenv("KIM_DATABASE_PASSWORD_FILE", str(tmp_path / "pw"))
+    monkeypatch.delenv("KIM_SECRET_KEY", raising=False)
+    app = create_app()
+    assert app.config["SECRET_KEY"] == "k" * 40
+    from sqlalchemy.engine import make_url
+
+    url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    assert url.password == "p@ss:w/rd#1" and url.host == "db.example"
+
+
+def test_unreadable_secret_file_stops_the_start(monkeypatch, tmp_path):
+    monkeypatch.delenv("KIM_SECRET_KEY", raising=False)
+    monkeypatch.setenv("KIM_SECRET_KEY_FILE", str(tmp_path / "fehlt"))
+    with pytest.raises(RuntimeError, match="KIM_SECRET_KEY_FILE"):
+        create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})

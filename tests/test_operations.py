@@ -378,9 +378,11 @@ def _start_gunicorn(db_url: str, log: Path, trusted: int, workers: int):
         "KIM_GUNICORN_LOGLEVEL": "warning",
     }
     env.pop("KIM_TEST_DATABASE_URL", None)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     with log.open("w") as out:  # the child keeps its own copy of the descriptor
+        # The production entry script itself (migrate, then gunicorn), as the container runs it.
         process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "--config", "gunicorn.conf.py"],
+            ["/bin/sh", str(ROOT / "deploy" / "entrypoint.sh")],
             cwd=ROOT,
             env=env,
             stdout=out,
