@@ -155,10 +155,7 @@ class DataEntryView(SecureView):
     @expose("/verlauf")
     def history(self):
         """Who changed one figure when, from what (on demand from the entry page)."""
-        town = self._pick(reachable_municipalities(current_user), "municipality")
-        period = self._pick(periods.newest_first(), "period")
-        if town is None or period is None:
-            abort(404)
+        town, period = self._chosen()
         key = request.args.get("cell", "")[:40]
         cell = next((c for c in entry.cells(town.id, period) if c.key == key), None)
         if cell is None:
@@ -171,10 +168,7 @@ class DataEntryView(SecureView):
     @expose("/vorlage")
     def template(self):
         """Download the pre-filled Excel template of the chosen municipality and quarter."""
-        town = self._pick(reachable_municipalities(current_user), "municipality")
-        period = self._pick(periods.newest_first(), "period")
-        if town is None or period is None:
-            abort(404)
+        town, period = self._chosen()
         name = f"KIM-Meldung_{town.ags}_{period.year}-Q{period.quarter}.xlsx"
         return send_file(
             io.BytesIO(template.build(town, period)),
@@ -186,10 +180,7 @@ class DataEntryView(SecureView):
     @expose("/import", methods=("POST",))
     def upload(self):
         """Dry run of an uploaded template: what would change, cell by cell."""
-        town = self._pick(reachable_municipalities(current_user), "municipality")
-        period = self._pick(periods.newest_first(), "period")
-        if town is None or period is None:
-            abort(404)
+        town, period = self._chosen()
         lock = workflow.lock_reason(current_user, town.id, period)
         upload = request.files.get("file")
         if lock:
@@ -265,6 +256,14 @@ class DataEntryView(SecureView):
     @staticmethod
     def _signer() -> URLSafeTimedSerializer:
         return URLSafeTimedSerializer(current_app.secret_key, salt="kim-template-import")
+
+    def _chosen(self):
+        """(municipality, quarter) named by the query string; 404 unless the user reaches both."""
+        town = self._pick(reachable_municipalities(current_user), "municipality")
+        period = self._pick(periods.newest_first(), "period")
+        if town is None or period is None:
+            abort(404)
+        return town, period
 
     def _pick(self, rows, name):
         """The row named by the query string, among those the user may reach."""
