@@ -75,6 +75,10 @@ class Table:
     equations: list[tuple[dict[Hashable, float], float]] = field(default_factory=list)
     #: Keys of totals: hidden as secondary cells only when nothing else will do.
     totals: set[Hashable] = field(default_factory=set)
+    #: Cells published earlier (the previous year's workbook): whether each was
+    #: hidden there. Their state is a fact: :func:`protect` counts them in the audit
+    #: but never hides or shows one of them anew.
+    fixed: dict[Hashable, bool] = field(default_factory=dict)
 
     def line(self, cells: Iterable[Hashable], total: Hashable) -> None:
         """The cells add up to the total."""
@@ -93,6 +97,19 @@ class Table:
             raise KeyError(f"unknown cells in an equation: {missing[:3]}")
         if kept:
             self.equations.append((kept, constant))
+
+    def include(self, other: Table, wrap: Any, hidden: Iterable[Hashable]) -> None:
+        """Add an earlier published table as fixed cells, its keys as ``wrap(key)``.
+
+        ``hidden`` are the keys (of ``other``) that its publication hid.
+        """
+        hidden = set(hidden)
+        for key, value in other.values.items():
+            self.values[wrap(key)] = value
+            self.fixed[wrap(key)] = key in hidden
+        self.totals.update(wrap(k) for k in other.totals)
+        for coefficients, constant in other.equations:
+            self.equations.append(({wrap(k): c for k, c in coefficients.items()}, constant))
 
     def holds(self, coefficients: Mapping[Hashable, float], constant: float = 0.0) -> bool:
         """Whether an equation holds on the exact values (empty cells as 0)."""
@@ -130,6 +147,13 @@ class Protection:
     unprotected: set[Hashable]
     intervals: dict[Hashable, Interval]
     rounds: int
+    #: Cells of an earlier publication that it hid (see :attr:`Table.fixed`).
+    earlier: set[Hashable] = field(default_factory=set)
+
+    @property
+    def audited(self) -> set[Hashable]:
+        """Every hidden cell the audit counted: this table's and the earlier ones."""
+        return self.hidden | self.earlier
 
 
 def audit(
@@ -170,11 +194,18 @@ def protect(
     cells before totals, then cells that would not be alone in another equation,
     then the smallest value, then the table's order — at most one per equation and
     round. Then the narrow and the new cells are audited again.
+
+    Cells of an earlier publication (:attr:`Table.fixed`) keep their state: the
+    hidden ones must stay protected too, but only this table's cells can be hidden
+    to protect them. The result names this table's cells only (and ``earlier``).
     """
     width = threshold if width is None else width
     order = {key: n for n, key in enumerate(table.values)}
-    first = {key for key, value in table.values.items() if primary(value, threshold)}
-    hidden = set(first)
+    fixed = table.fixed
+    first = {
+        key for key, value in table.values.items() if key not in fixed and primary(value, threshold)
+    }
+    hidden = first | {key for key, was_hidden in fixed.items() if was_hidden}
     by_key: dict[Hashable, list[int]] = defaultdict(list)
     for n, (coefficients, _) in enumerate(table.equations):
         for key in coefficients:
@@ -195,7 +226,7 @@ def protect(
             k
             for n in equations
             for k in table.equations[n][0]
-            if k not in hidden and (table.values.get(k) or 0) > 0
+            if k not in hidden and k not in fixed and (table.values.get(k) or 0) > 0
         }
         return sorted(found, key=cost)
 
@@ -250,13 +281,15 @@ def protect(
         # and only the narrow ones and the new ones are audited again.
         intervals |= audit(table, hidden, width, cells=[*narrow, *added])
     unprotected = set(narrow)
+    own = hidden - set(fixed)
     return Protection(
-        hidden=hidden,
+        hidden=own,
         primary=first,
-        secondary=hidden - first,
+        secondary=own - first,
         unprotected=unprotected,
         intervals=intervals,
         rounds=rounds,
+        earlier=hidden & set(fixed),
     )
 
 

@@ -610,3 +610,89 @@ def test_random_tables_with_an_identity(threshold, seed):
         assert low.status == 0 and high.status in (0, 3)
         if high.status == 0:
             assert -high.fun - low.fun >= threshold - 1e-6, (key, low.fun, -high.fun)
+
+
+@pytest.fixture
+def two_years(app, accounts):
+    """One town's cases in 2024 and 2025, the stock following the district's rule.
+
+    In 2025 one case was closed in Q1 and one in Q4: alone, 2025's Zeitreihe ties
+    Q4's closed case to Q3's and Q4's stock, but Q1's only to the year before.
+    """
+    figures = {
+        2024: {"CM_NEU": [5, 6, 7, 8], "CM_ABG": [4, 5, 6, 5], "CM_AKT": [11, 12, 13, 16]},
+        2025: {"CM_NEU": [4, 5, 6, 7], "CM_ABG": [1, 0, 0, 1], "CM_AKT": [19, 24, 30, 36]},
+    }
+    with app.app_context():
+        town = db.session.scalar(select(Municipality).where(Municipality.name == "Hallenberg"))
+        group = db.session.scalars(select(TargetGroup)).first()
+        codes = {i.code: i for i in db.session.scalars(select(Indicator))}
+        ids = {}
+        for year, series in figures.items():
+            periods = [
+                ReportingPeriod(year=year, quarter=q, deadline=date(year, 3 * q, 28))
+                for q in (1, 2, 3, 4)
+            ]
+            db.session.add_all(periods)
+            for n, period in enumerate(periods):
+                db.session.add(Submission(municipality=town, period=period, status="approved"))
+                for code, values in series.items():
+                    db.session.add(
+                        MonitoringEntry(
+                            municipality=town,
+                            period=period,
+                            indicator=codes[code],
+                            target_group=group,
+                            value=Decimal(values[n]),
+                        )
+                    )
+            db.session.flush()
+            ids[year] = [p.id for p in periods]
+        db.session.commit()
+        return {"towns": [town.id], "periods": ids[2025], "earlier": ids[2024]}
+
+
+def test_the_previous_years_stock_is_part_of_the_audit(app, two_years, accounts):
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.email == accounts.steering))
+        options = report.ReportOptions(
+            two_years["periods"][0],
+            two_years["periods"][-1],
+            tuple(two_years["towns"]),
+            publish=True,
+        )
+        data = report.ReportData(options, user)
+        joint = data.publication_table()
+        protection = data.protection()
+        alone = publication.build_table(data, publication.rule_identities())
+        akt = db.session.scalar(select(Indicator).where(Indicator.code == "CM_AKT")).id
+    # The previous year's workbook is in the table, its state fixed, tied to this year.
+    assert joint.fixed and all(key[0] == "prev" for key in joint.fixed)
+    assert any(publication.previous(("KT", akt)) in eq for eq, _ in joint.equations)
+    # Protected on this year alone, the previous year's stock gives a hidden cell away.
+    naive = suppression.protect(alone, 3)
+    leaks = [
+        key
+        for key, iv in suppression.audit(joint, naive.hidden | protection.earlier).items()
+        if iv.width < 3 and key in naive.hidden
+    ]
+    assert leaks
+    # Protected together, every hidden cell of both years keeps its width.
+    intervals = suppression.audit(joint, protection.audited)
+    assert min(iv.width for iv in intervals.values()) >= 3
+    assert not protection.unprotected
+    assert not protection.hidden & set(joint.fixed)
+
+
+def test_no_earlier_year_no_link(app, stock_world, accounts):
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.email == accounts.steering))
+        options = report.ReportOptions(
+            stock_world["periods"][0],
+            stock_world["periods"][-1],
+            tuple(stock_world["towns"]),
+            publish=True,
+        )
+        data = report.ReportData(options, user)
+        assert data.previous_year() is None
+        assert not data.publication_table().fixed

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -155,6 +155,8 @@ class ReportData:
         if options.publish and (refusal := publication.check_grid(first, last)):
             raise ReportError(refusal)
         self._protection: suppression.Protection | None = None
+        self._table: suppression.Table | None = None
+        self._years_back = publication.YEARS_BACK
         self.periods: list[ReportingPeriod] = periods.between(first, last)
         self.first, self.last = first, last
         self.period_ids = [p.id for p in self.periods]
@@ -371,11 +373,43 @@ class ReportData:
         if not self.options.publish:
             return None
         if self._protection is None:
-            table = publication.build_table(self, publication.rule_identities())
             self._protection = suppression.protect(
-                table, self.options.threshold, self.protection_width
+                self.publication_table(), self.options.threshold, self.protection_width
             )
         return self._protection
+
+    def publication_table(self) -> suppression.Table:
+        """The published counts and their equations, with the previous year's workbook.
+
+        The previous year's published state is recomputed the same way, going back
+        at most :data:`.publication.YEARS_BACK` years (see :mod:`.publication`).
+        """
+        if self._table is None:
+            rules = publication.rule_identities()
+            table = publication.build_table(self, rules)
+            earlier = self.previous_year() if self._years_back > 0 else None
+            if earlier is not None:
+                earlier._years_back = self._years_back - 1
+                publication.link_previous(table, self, earlier, earlier.protection().hidden, rules)
+            self._table = table
+        return self._table
+
+    def previous_year(self) -> ReportData | None:
+        """The same report for the calendar year before (None without its quarters or figures)."""
+        year = self.first.year - 1
+        ends = db.session.scalars(
+            select(ReportingPeriod).where(
+                ReportingPeriod.year == year, ReportingPeriod.quarter.in_([1, 4])
+            )
+        ).all()
+        by_quarter = {p.quarter: p for p in ends}
+        if set(by_quarter) != {1, 4}:
+            return None
+        options = replace(
+            self.options, first_period_id=by_quarter[1].id, last_period_id=by_quarter[4].id
+        )
+        earlier = ReportData(options, self.user)
+        return earlier if earlier.range_values else None
 
     @property
     def protection_width(self) -> int:

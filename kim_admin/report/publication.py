@@ -14,14 +14,17 @@ prev(CM_AKT) + CM_NEU - CM_ABG``) where it holds on the Zeitreihe's quarters.
 **Time series.** Published reports cover whole calendar years only (a fixed grid,
 :func:`check_grid`): two published ranges are then equal or disjoint, so
 subtracting one published report from another gives no quarter's figures. Not
-yet covered: a stock at the end of a year (shown in that year's report) ties the
-next year's report through the same identities; the audit of one year does not
-include the previous year's published figures. Where the quarter before the range
-is needed (the first quarter's identity, a municipality's stock over the range),
-no equation is added. Assuming the worst instead — the stock before the range
-known exactly — was tried and left out: with zeros shown it pins cells that no
-secondary suppression can open (new cases 0 and stock 0 shown, so closed cases =
-the known stock), and it triples the suppression of an HSK report.
+**Consecutive years.** A stock at the end of a year is shown in that year's report
+and ties the next year's report through the same identities (``CM_AKT`` at the
+end of 2025 = at the end of 2024 + new − closed in 2025). So the audit of a year
+includes the previous year's published workbook as it was published
+(:func:`link_previous`): its cells with their shown and hidden state fixed
+(:attr:`kim_admin.suppression.Table.fixed`), and the identities between the two,
+summed over the year per municipality, target group and total, and between the
+previous year's last quarter and this year's first in the Zeitreihe. The previous
+year's state is recomputed with the same rule (it is deterministic), going back at
+most :data:`YEARS_BACK` years; each year is audited together with the year before
+it, not with all earlier years at once.
 """
 
 from __future__ import annotations
@@ -40,8 +43,16 @@ from models import ValidationRule
 GRID_NOTE = (
     "Veröffentlicht werden nur ganze Kalenderjahre (Q1–Q4 eines Jahres): veröffentlichte "
     "Zeiträume überschneiden sich nie, so lässt sich kein Quartal als Differenz zweier "
-    "Berichte errechnen."
+    "Berichte errechnen. Bestände am Jahresende verbinden zwei Jahre: geprüft wird "
+    "zusammen mit dem veröffentlichten Vorjahr."
 )
+#: How many earlier years are recomputed to know the previous year's published state.
+YEARS_BACK = 4
+
+
+def previous(key: Any) -> tuple:
+    """The key of a cell of the previous year's workbook in this year's table."""
+    return ("prev", key)
 
 
 def check_grid(first: Any, last: Any) -> str | None:
@@ -178,3 +189,86 @@ def build_table(data: Any, rules: list[dict[tuple[str, int], float]]) -> suppres
             if all(values.get(k) is not None for k in equation) and table.holds(equation):
                 table.equation(equation)
     return table
+
+
+def link_previous(
+    table: suppression.Table,
+    data: Any,
+    earlier: Any,
+    hidden: set,
+    rules: list[dict[tuple[str, int], float]],
+) -> None:
+    """Add the previous year's published workbook and the identities that tie it to this one.
+
+    ``earlier`` is the previous year's :class:`~kim_admin.report.data.ReportData`
+    (same municipalities and data basis) and ``hidden`` what its publication hid.
+    """
+    table.include(build_table(earlier, rules), previous, hidden)
+    values = table.values
+    counts = {i.code: i for i in data.indicators if not i.decimal_places}
+
+    def add(equation: dict) -> None:
+        if all(k in values and values[k] is not None for k in equation) and table.holds(equation):
+            table.equation(equation)
+
+    for terms in rules:
+        if any(code not in counts for code, _ in terms):
+            continue
+        # The Zeitreihe: this year's first quarter and the previous year's last.
+        equation: dict = {}
+        for (code, lag), coefficient in terms.items():
+            indicator = counts[code]
+            key = (
+                data.series_key(data.periods[0], indicator)
+                if lag == 0
+                else previous(earlier.series_key(earlier.periods[-1], indicator))
+            )
+            equation[key] = equation.get(key, 0.0) + coefficient
+        add(equation)
+        # The identity summed over the year: it telescopes when every stock appears as
+        # a difference (``c × CODE − c × prev(CODE)``) and every flow without a lag.
+        yearly = _yearly(terms, counts)
+        if yearly is None:
+            continue
+        indicators = [counts[code] for code in yearly]
+        cells: list[tuple] = [("K", t.id) for t in data.towns] + [("KT",)]
+        if all(i.by_target_group for i in indicators):
+            cells += [("G", t.id, g.id) for t in data.towns for g in data.groups]
+            cells += [("GC", g.id) for g in data.groups]
+        for cell in cells:
+            equation = {}
+            for code, (now, before) in yearly.items():
+                key = _key(cell, counts[code].id)
+                equation[key] = equation.get(key, 0.0) + now
+                if before:
+                    equation[previous(key)] = equation.get(previous(key), 0.0) + before
+            add(equation)
+
+
+def _key(cell: tuple, indicator_id: int) -> tuple:
+    """``("K", town)`` + indicator -> ``("K", town, indicator)`` (and so on)."""
+    kind, *rest = cell
+    return (kind, indicator_id) if not rest else (kind, rest[0], indicator_id, *rest[1:])
+
+
+def _yearly(
+    terms: dict[tuple[str, int], float], counts: dict[str, Any]
+) -> dict[str, tuple[float, float]] | None:
+    """An identity summed over a year's quarters, as code -> (this year, previous year).
+
+    A stock ``c × CODE − c × prev(CODE)`` sums to ``c × (end − end of previous year)``;
+    a flow ``c × CODE`` to ``c ×`` the year's sum. Anything else does not telescope
+    into published cells: None.
+    """
+    result: dict[str, tuple[float, float]] = {}
+    for code in {code for code, _ in terms}:
+        now, before = terms.get((code, 0), 0.0), terms.get((code, 1), 0.0)
+        if counts[code].kind == "stock":
+            if now != -before:
+                return None
+            result[code] = (now, before)
+        elif before:
+            return None
+        else:
+            result[code] = (now, 0.0)
+    return result
