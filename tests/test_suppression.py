@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import random
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from types import SimpleNamespace
@@ -276,7 +277,12 @@ def small_world(app, accounts):
                 )
             )
         db.session.commit()
-        return {"towns": [t.id for t in towns], "periods": [p.id for p in periods]}
+        # A publication covers every KIM municipality (figures in five of them).
+        return {"towns": _participants(), "periods": [p.id for p in periods]}
+
+
+def _participants() -> list[int]:
+    return sorted(publication.participant_ids())
 
 
 def _report(app, world, email, publish, threshold=3):
@@ -498,7 +504,7 @@ def stock_world(app, accounts):
                     )
                 )
         db.session.commit()
-        return {"towns": [town.id], "periods": [p.id for p in periods], "codes": codes}
+        return {"towns": _participants(), "periods": [p.id for p in periods], "codes": codes}
 
 
 def test_the_stock_rule_is_part_of_the_audit(app, stock_world, accounts):
@@ -649,7 +655,7 @@ def two_years(app, accounts):
             db.session.flush()
             ids[year] = [p.id for p in periods]
         db.session.commit()
-        return {"towns": [town.id], "periods": ids[2025], "earlier": ids[2024]}
+        return {"towns": _participants(), "periods": ids[2025], "earlier": ids[2024]}
 
 
 def test_the_previous_years_stock_is_part_of_the_audit(app, two_years, accounts):
@@ -696,3 +702,35 @@ def test_no_earlier_year_no_link(app, stock_world, accounts):
         data = report.ReportData(options, user)
         assert data.previous_year() is None
         assert not data.publication_table().fixed
+
+
+@pytest.mark.parametrize(
+    ("who", "towns", "approved_only", "message"),
+    [
+        ("steering", "some", True, "alle KIM-Kommunen wählen"),
+        ("steering", "all", False, "nur freigegebene Zahlen"),
+        ("arnsberg", "own", True, "Bericht über alle KIM-Kommunen"),
+    ],
+)
+def test_a_publication_covers_every_kim_municipality_and_approved_figures(
+    app, small_world, accounts, who, towns, approved_only, message
+):
+    """Two published workbooks over different municipalities could be subtracted."""
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.email == getattr(accounts, who)))
+        chosen = {
+            "all": small_world["towns"],
+            "some": small_world["towns"][:-1],
+            "own": [user.municipality_id],
+        }[towns]
+        options = report.ReportOptions(
+            small_world["periods"][0],
+            small_world["periods"][-1],
+            tuple(chosen),
+            approved_only=approved_only,
+            publish=True,
+        )
+        with pytest.raises(report.ReportError, match=message):
+            report.ReportData(options, user)
+        # The same choice is fine for an internal report.
+        report.ReportData(replace(options, publish=False), user)

@@ -181,6 +181,8 @@ class ReportData:
             )
         ).all()
         self.by_cell = {(s.municipality_id, s.period_id): s for s in self.submissions}
+        if options.publish and (refusal := publication.check_scope(self, user)):
+            raise ReportError(refusal)
         self._read_figures()
         self._read_completeness()
         # Coverage in the year of the range's last quarter (Handlungsfeld 3).

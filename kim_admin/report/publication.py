@@ -37,7 +37,8 @@ from sqlalchemy import select
 from kim_admin import suppression
 from kim_admin.extensions import db
 from kim_admin.monitoring import rules as rule_language
-from models import ValidationRule
+from kim_admin.permissions import is_scoped
+from models import Municipality, ValidationRule
 
 #: What the Übersicht says about the time grid of published reports.
 GRID_NOTE = (
@@ -62,6 +63,39 @@ def check_grid(first: Any, last: Any) -> str | None:
     return (
         "Für die Veröffentlichung bitte genau ein Kalenderjahr wählen (Q1 bis Q4 eines "
         "Jahres): Überschneidende veröffentlichte Zeiträume ließen sich voneinander abziehen."
+    )
+
+
+def check_scope(data: Any, user: Any) -> str | None:
+    """Why these municipalities and this data basis cannot be published (German), or None.
+
+    A publication always covers every KIM municipality, with approved figures only:
+    two published workbooks over different sets of municipalities could be
+    subtracted (the Kreis total minus the total without one town is that town), and
+    a figure that can still change would be published twice.
+    """
+    if is_scoped(user, "municipality"):
+        return (
+            "Veröffentlicht wird nur der Bericht über alle KIM-Kommunen: Bitte wenden Sie "
+            "sich an die Kreisverwaltung oder die Steuerungsgruppe."
+        )
+    if set(data.town_ids) != set(participant_ids()):
+        return (
+            "Für die Veröffentlichung bitte alle KIM-Kommunen wählen: Berichte über "
+            "unterschiedliche Kommunen ließen sich voneinander abziehen."
+        )
+    if not data.options.approved_only:
+        return (
+            "Veröffentlicht werden nur freigegebene Zahlen: Bitte „nur freigegebene "
+            "Meldungen“ wählen."
+        )
+    return None
+
+
+def participant_ids() -> list[int]:
+    """The KIM municipalities: the fixed set every publication covers."""
+    return list(
+        db.session.scalars(select(Municipality.id).where(Municipality.kim_participant.is_(True)))
     )
 
 
@@ -191,6 +225,13 @@ def build_table(data: Any, rules: list[dict[tuple[str, int], float]]) -> suppres
     return table
 
 
+def _add_if_it_holds(table: suppression.Table, equation: dict) -> None:
+    """Add an identity where every cell has a value and it holds on them."""
+    values = table.values
+    if all(k in values and values[k] is not None for k in equation) and table.holds(equation):
+        table.equation(equation)
+
+
 def link_previous(
     table: suppression.Table,
     data: Any,
@@ -204,12 +245,10 @@ def link_previous(
     (same municipalities and data basis) and ``hidden`` what its publication hid.
     """
     table.include(build_table(earlier, rules), previous, hidden)
-    values = table.values
     counts = {i.code: i for i in data.indicators if not i.decimal_places}
 
     def add(equation: dict) -> None:
-        if all(k in values and values[k] is not None for k in equation) and table.holds(equation):
-            table.equation(equation)
+        _add_if_it_holds(table, equation)
 
     for terms in rules:
         if any(code not in counts for code, _ in terms):
