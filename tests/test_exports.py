@@ -241,49 +241,16 @@ def test_cell_writer_types():
     assert rest[4].is_date and rest[5].value is None and rest[6].value == "a, b"
 
 
-def test_published_export_hides_small_counts(app, data, as_steering):
-    with app.app_context():
-        towns = {m.name: m for m in db.session.scalars(select(Municipality))}
-        period = db.session.scalar(select(ReportingPeriod))
-        codes = {i.code: i for i in db.session.scalars(select(Indicator))}
-        for town, code, value in (
-            ("Brilon", "BER_KONT", 2),
-            ("Olsberg", "BER_KONT", 1),
-            ("Winterberg", "BER_KONT", 0),
-            ("Olsberg", "VZAE_BES", Decimal("1.5")),
-        ):
-            db.session.add(
-                MonitoringEntry(
-                    municipality=towns[town], period=period, indicator=codes[code], value=value
-                )
-            )
-        db.session.commit()
+def test_figure_lists_are_not_published(app, data, as_steering):
+    """A town's quarter beside the published yearly report would give hidden cells away:
+    published figures come from the audited report only."""
     listing = as_steering.get("/monitoring_entry/").get_data(as_text=True)
-    assert "publish=1" in listing and "Für Veröffentlichung" in listing
-
-    def values(response):
-        sheet = _sheet(response)
-        return sorted(
-            (row[0], str(row[2])[:8], row[4])
-            for row in sheet.iter_rows(min_row=2, values_only=True)
-        )
-
-    published = values(as_steering.get("/monitoring_entry/export/xlsx/?publish=1"))
-    assert ("Brilon", "BER_KONT", ".") in published
-    assert ("Olsberg", "BER_KONT", ".") in published
-    # Zeros are hidden too: a shown 0 would make every "." mean "at least one person".
-    assert ("Winterberg", "BER_KONT", ".") in published
-    assert ("Olsberg", "VZAE_BES", 1.5) in published  # FTE, not a count of people
-    assert ("Arnsberg", "BER_KONT", 12) in published
-    internal = values(as_steering.get("/monitoring_entry/export/xlsx/"))
-    assert ("Brilon", "BER_KONT", 2) in internal and ("Olsberg", "BER_KONT", 1) in internal
-    rows = _csv(as_steering.get("/monitoring_entry/export/csv/?publish=1"))
-    assert sorted(r[4] for r in rows[1:] if r[0] in ("Brilon", "Olsberg") and "BER" in r[2]) == [
-        ".",
-        ".",
-    ]
+    assert "publish=1" not in listing and "Für Veröffentlichung" not in listing
     response = as_steering.get("/monitoring_entry/export/xlsx/?publish=1")
-    assert "_Veroeffentlichung.xlsx" in response.headers["Content-Disposition"]
+    assert response.status_code == 302 and "/export/" not in response.location
+    page = as_steering.get(response.location).get_data(as_text=True)
+    assert "Arbeitsdatei und wird nicht veröffentlicht" in page
+    assert "Evaluationsbericht" in page
 
 
 def _model_views(app):

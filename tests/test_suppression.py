@@ -229,16 +229,6 @@ def test_empty_cells_are_known_zeros():
     assert protection.hidden == {"a", "c"}
 
 
-def test_list_exports_hide_zeros_as_well():
-    assert [suppression.hidden_in_list(v, 3) for v in (None, 0, 1, 2, 3)] == [
-        False,
-        True,
-        True,
-        True,
-        False,
-    ]
-
-
 @pytest.fixture
 def small_world(app, accounts):
     """A year of quarters with many small counts in five towns (all approved)."""
@@ -734,3 +724,107 @@ def test_a_publication_covers_every_kim_municipality_and_approved_figures(
             report.ReportData(options, user)
         # The same choice is fine for an internal report.
         report.ReportData(replace(options, publish=False), user)
+
+
+# --- published exports come from the year's audited publication ------------------------
+
+
+def _published_needs(app, user_email):
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.email == user_email))
+        publication = report.published_year(2025, user)
+        table = publication.publication_table()
+        needs = {k: v for k, v in table.values.items() if k[0] == "N" and v is not None}
+        return needs, publication.hidden_cells(), table, publication.protection()
+
+
+def test_published_needs_export_shows_what_the_report_shows(
+    app, small_world, accounts, as_steering
+):
+    needs, hidden, table, protection = _published_needs(app, accounts.steering)
+    # Needs 1..5 under a shown total: 1 and 2 are hidden, and one more beside them,
+    # which a list rule of "below the threshold" alone would have shown.
+    assert {k for k in hidden if k[0] == "N"} - protection.primary, "a secondary need"
+    listing = as_steering.get("/needs_assessment/").get_data(as_text=True)
+    assert "publish=1" in listing
+    sheet = _sheet_of(as_steering.get("/needs_assessment/export/xlsx/?publish=1"))
+    header = [c for c in next(sheet.iter_rows(values_only=True))]
+    column = header.index("Geschätzte Personen")
+    with app.app_context():
+        names = {m.name: m.id for m in db.session.scalars(select(Municipality))}
+        groups = {g.name: g.id for g in db.session.scalars(select(TargetGroup))}
+    shown = {}
+    for row in sheet.iter_rows(min_row=2, values_only=True):
+        town = next(v for v in row if v in names)
+        group = next(v for v in row if v in groups)
+        shown[("N", names[town], groups[group])] = row[column]
+    assert shown and set(shown) == set(needs)
+    for key, value in shown.items():
+        assert value == (suppression.SUPPRESSED if key in hidden else needs[key])
+    # What the export shows together with the report keeps every hidden need protected.
+    intervals = suppression.audit(table, protection.audited)
+    assert min(iv.width for k, iv in intervals.items() if k[0] == "N") >= 3
+
+
+def test_published_coverage_export_shows_what_the_report_shows(
+    app, small_world, accounts, as_steering
+):
+    needs, hidden, _, _ = _published_needs(app, accounts.steering)
+    page = as_steering.get("/versorgung/?year=2025").get_data(as_text=True)
+    assert "publish=1" in page
+    sheet = _sheet_of(as_steering.get("/versorgung/export/xlsx/?year=2025&publish=1"))
+    with app.app_context():
+        names = {m.name: m.id for m in db.session.scalars(select(Municipality))}
+        groups = {g.name: g.id for g in db.session.scalars(select(TargetGroup))}
+    rows = list(sheet.iter_rows(values_only=True))
+    column = next(n for n, r in enumerate(rows) if r[0] in names)
+    published = {
+        ("N", names[r[0]], groups[r[1]]): r[2] for r in rows[column:] if r[0] in names and r[2]
+    }
+    assert published
+    for key, value in published.items():
+        assert value == (suppression.SUPPRESSED if key in hidden else needs[key])
+    assert any(v == suppression.SUPPRESSED for v in published.values())
+
+
+def test_only_whole_past_years_are_published(app, small_world, as_steering):
+    response = as_steering.get("/versorgung/export/xlsx/?year=2026&publish=1")
+    assert response.status_code == 302
+    page = as_steering.get(response.location).get_data(as_text=True)
+    assert "2026 ist noch nicht abgeschlossen" in page
+
+
+def test_municipal_staff_take_no_published_export(app, small_world, as_arnsberg):
+    assert "publish=1" not in as_arnsberg.get("/needs_assessment/").get_data(as_text=True)
+    assert "publish=1" not in as_arnsberg.get("/versorgung/?year=2025").get_data(as_text=True)
+    for url in (
+        "/needs_assessment/export/xlsx/?publish=1",
+        "/versorgung/export/xlsx/?year=2025&publish=1",
+    ):
+        response = as_arnsberg.get(url)
+        assert response.status_code == 302, url
+        page = as_arnsberg.get(response.location).get_data(as_text=True)
+        assert "Bericht über alle KIM-Kommunen" in page
+
+
+def _sheet_of(response):
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    return openpyxl.load_workbook(io.BytesIO(response.data)).worksheets[0]
+
+
+def test_a_need_outside_the_publication_is_not_published(app, small_world, as_steering):
+    """Brilon takes no part in KIM: its need is in no audited table, so it is not shown."""
+    with app.app_context():
+        brilon = db.session.scalar(select(Municipality).where(Municipality.name == "Brilon"))
+        group = db.session.scalars(select(TargetGroup)).first()
+        db.session.add(
+            NeedsAssessment(municipality=brilon, target_group=group, year=2025, estimated_people=40)
+        )
+        db.session.commit()
+    sheet = _sheet_of(as_steering.get("/needs_assessment/export/xlsx/?publish=1"))
+    header = next(sheet.iter_rows(values_only=True))
+    column = header.index("Geschätzte Personen")
+    rows = [r for r in sheet.iter_rows(min_row=2, values_only=True) if "Brilon" in r]
+    assert [r[column] for r in rows] == [suppression.SUPPRESSED]
+    internal = _sheet_of(as_steering.get("/needs_assessment/export/xlsx/"))
+    assert [r[column] for r in internal.iter_rows(values_only=True) if "Brilon" in r] == [40]

@@ -14,7 +14,6 @@ from typing import Any
 
 from flask import (
     abort,
-    current_app,
     flash,
     has_request_context,
     redirect,
@@ -34,7 +33,7 @@ from werkzeug.utils import secure_filename
 from wtforms import fields
 from wtforms.validators import DataRequired, Length, NumberRange, ValidationError
 
-from kim_admin import audit, exports, suppression
+from kim_admin import audit, exports, report, suppression
 from kim_admin.extensions import db
 from kim_admin.formatting import de_date, de_datetime, de_number
 from kim_admin.permissions import (
@@ -297,7 +296,11 @@ class SecureModelView(AccessMixin, ModelView):
     export_batch_size = 2000
     #: Columns holding counts of people: an export "für Veröffentlichung" shows small
     #: ones as "." (list exports show no totals, so no secondary suppression is needed).
-    column_published_counts: frozenset[str] = frozenset()
+    #: Columns a published export ("für Veröffentlichung") takes from the audited
+    #: publication of a calendar year: name -> ``locate(model) -> (year, cell key)``
+    #: (see :mod:`kim_admin.report.publication` for the keys). Lists without any
+    #: are working files and are not published.
+    column_published: dict[str, Any] = {}
 
     def __init__(self, model: Any, **kwargs: Any) -> None:
         kwargs.setdefault("endpoint", model.__tablename__)
@@ -377,6 +380,9 @@ class SecureModelView(AccessMixin, ModelView):
         """The list as shown (filters, search, sort, scope), streamed as xlsx or CSV."""
         if export_type not in self.export_types:
             abort(404)
+        if request.args.get("publish") == "1" and (refusal := self.publish_refusal()):
+            flash(refusal, "error")
+            return redirect(self.get_url(".index_view"))
         record_export(self.resource, export_type)
         return exports.download(self.export_table(), export_type, self.get_export_name(export_type))
 
@@ -410,26 +416,49 @@ class SecureModelView(AccessMixin, ModelView):
         ]
         if request.args.get("publish") == "1":
             for (name, _), column in zip(self.get_export_columns(), columns, strict=True):
-                if name in self.column_published_counts:
-                    column.get = self.published_getter(name, column.get)
+                if name in self.column_published:
+                    column.get = self.published_getter(self.column_published[name], column.get)
         rows = self.export_query().yield_per(self.export_batch_size)
         return exports.Table(str(self.name), columns, rows)
 
-    def published_getter(self, name: str, get: Any) -> Any:
-        """``get`` for a published export: counts below the threshold become "."."""
-        threshold = current_app.config["KIM_SUPPRESSION_THRESHOLD"]
+    @property
+    def can_publish(self) -> bool:
+        """Whether this user may take a published export of this list."""
+        return bool(self.column_published) and self.publish_refusal() is None
+
+    def publish_refusal(self) -> str | None:
+        """Why this user cannot take a published export of this list (German), or None."""
+        if not self.column_published:
+            return (
+                "Diese Liste ist eine Arbeitsdatei und wird nicht veröffentlicht. Veröffentlicht "
+                "wird der geprüfte Jahresbericht: Monitoring → Evaluationsbericht, „für "
+                "Veröffentlichung“."
+            )
+        if is_scoped(current_user, "municipality"):
+            return (
+                "Veröffentlicht wird nur der Bericht über alle KIM-Kommunen: Bitte wenden Sie "
+                "sich an die Kreisverwaltung oder die Steuerungsgruppe."
+            )
+        return None
+
+    def published_getter(self, locate: Any, get: Any) -> Any:
+        """``get`` for a published export: the cell as the year's publication shows it.
+
+        ``locate(model)`` names the row's year and its cell in the publication
+        (:func:`kim_admin.report.published_year`); each year is audited once per export.
+        """
+        years: dict[int, Any] = {}
 
         def published(model: Any) -> Any:
-            value = get(model)
-            if self.is_count(model, name) and suppression.hidden_in_list(value, threshold):
+            year, key = locate(model)
+            if year not in years:
+                years[year] = report.published_year(year, current_user)
+            publication = years[year]
+            if publication is None:
                 return suppression.SUPPRESSED
-            return value
+            return publication.published(key, get(model))
 
         return published
-
-    def is_count(self, model: Any, name: str) -> bool:
-        """Whether column ``name`` of this row holds a count of people."""
-        return name in self.column_published_counts
 
     def export_getter(self, name: str) -> Any:
         """How to read column ``name`` of a row: export formatter, choice label or value."""

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
-from flask import abort, current_app, request
+from flask import abort, flash, redirect, request, url_for
 from flask_admin import expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -12,9 +13,9 @@ from sqlalchemy import select
 from wtforms import IntegerField, SelectField
 from wtforms.validators import NumberRange, Optional, ValidationError
 
-from kim_admin import coverage, exports, suppression
+from kim_admin import coverage, exports, report
 from kim_admin.extensions import db
-from kim_admin.permissions import EXPORT, READ
+from kim_admin.permissions import EXPORT, READ, is_scoped
 from kim_admin.scope import reachable_municipalities
 from models import PRIORITIES, TargetGroup
 
@@ -62,7 +63,9 @@ class NeedsAssessmentView(SecureModelView):
         "responsible_post": "Eine Stelle oder ein Partner, nicht beides",
         "notes": "Keine personenbezogenen Daten!",
     }
-    column_published_counts = frozenset({"estimated_people"})
+    # The need of a town and target group is a cell of the year's published report
+    # (its Versorgung sheet): published as that report shows it.
+    column_published = {"estimated_people": lambda m: (m.year, need_key(m))}
     form_columns = [
         "municipality",
         "target_group",
@@ -164,7 +167,8 @@ class CoverageView(SecureView):
             rows=rows,
             gaps=sum(1 for r in rows if r.gap),
             parallels=sum(1 for r in rows if r.parallel),
-            args={k: v for k, v in request.args.items() if k != "publish"},
+            args=_without_publish(),
+            can_publish=not is_scoped(current_user, "municipality"),
         )
 
     @expose("/export/<export_type>/")
@@ -178,19 +182,35 @@ class CoverageView(SecureView):
         columns = coverage.columns()
         published = request.args.get("publish") == "1"
         if published:
-            columns[2].get = published_need(current_app.config["KIM_SUPPRESSION_THRESHOLD"])
+            if is_scoped(current_user, "municipality"):
+                flash(
+                    "Veröffentlicht wird nur der Bericht über alle KIM-Kommunen: Bitte wenden "
+                    "Sie sich an die Kreisverwaltung oder die Steuerungsgruppe.",
+                    "error",
+                )
+                return redirect(url_for(".index", **_without_publish()))
+            publication = report.published_year(form.year.data, current_user)
+            if publication is None:
+                flash(
+                    f"{form.year.data} ist noch nicht abgeschlossen: Veröffentlicht werden nur "
+                    "ganze, abgelaufene Kalenderjahre.",
+                    "error",
+                )
+                return redirect(url_for(".index", **_without_publish()))
+            columns[2].get = lambda row: publication.published(
+                ("N", row.municipality.id, row.group.id), row.need
+            )
         table = exports.Table("Versorgung", columns, rows)
         suffix = "_Veroeffentlichung" if published else ""
         name = f"Versorgungsmatrix_{form.year.data}{suffix}.{export_type}"
         return exports.download(table, export_type, name)
 
 
-def published_need(threshold: int):
-    """The need column of a published export: small estimates as "."."""
+def need_key(need: Any) -> tuple:
+    """The key of a need assessment's cell in the published report."""
+    return ("N", need.municipality_id, need.target_group_id)
 
-    def need(row: coverage.CoverageRow) -> object:
-        if suppression.hidden_in_list(row.need, threshold):
-            return suppression.SUPPRESSED
-        return row.need
 
-    return need
+def _without_publish() -> dict[str, str]:
+    """The page's filters, for going back to it."""
+    return {k: v for k, v in request.args.items() if k != "publish"}

@@ -97,17 +97,13 @@ class MonitoringEntryView(SecureModelView):
     column_descriptions = {
         "comment": "Nur zusammengefasste Angaben – keine personenbezogenen Daten!",
     }
-    # Figures are counts of people, except FTE indicators (see is_count).
-    column_published_counts = frozenset({"value"})
+    # Figures are not published from this list: a town's quarter next to the
+    # published yearly report would give hidden cells away (see views.base).
     # One way to enter figures: the data-entry page (kim_admin.monitoring); the
     # permission table grants this list reading and export only. Each row links
     # to its quarter's entry page.
     column_formatters = {"period": _entry_link}
     column_formatters_export = {"period": _period_text}
-
-    def is_count(self, model, name):
-        """FTE figures (indicators with decimals) are not counts of people."""
-        return name == "value" and not model.indicator.decimal_places
 
 
 class SubmissionView(SecureModelView):

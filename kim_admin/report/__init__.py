@@ -26,6 +26,7 @@ from .data import (
     ReportOptions,
     last_complete_period,
     period_key,
+    published_year,
 )
 from .sheets import SHEETS, SYMBOL_KEY, ReportWriter
 
@@ -44,6 +45,7 @@ __all__ = [
     "filename",
     "last_complete_period",
     "period_key",
+    "published_year",
 ]
 
 #: Quarters in the default range.

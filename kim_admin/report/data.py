@@ -128,6 +128,37 @@ def last_complete_period(municipality_ids: Iterable[int]) -> ReportingPeriod | N
     )
 
 
+def published_year(year: int, user: Any) -> ReportData | None:
+    """The published workbook of a calendar year: every KIM municipality, approved figures.
+
+    This is the one audited table that every published figure comes from: the
+    report "für Veröffentlichung", and the published exports of needs and coverage,
+    which show its cells as it shows them. None while the year has not ended (its
+    figures may still come in, and a partial year published early would be
+    audited apart from the whole) or has no quarters. Raises :class:`ReportError`
+    for a user who may not publish (see :func:`.publication.check_scope`).
+    """
+    quarters = db.session.scalars(
+        select(ReportingPeriod)
+        .where(ReportingPeriod.year == year)
+        .order_by(ReportingPeriod.quarter)
+    ).all()
+    if [p.quarter for p in quarters] != [1, 2, 3, 4] or not periods.has_ended(quarters[-1]):
+        return None
+    threshold = current_app.config["KIM_SUPPRESSION_THRESHOLD"]
+    options = ReportOptions(
+        quarters[0].id,
+        quarters[-1].id,
+        tuple(publication.participant_ids()),
+        include_raw=False,
+        publish=True,
+        threshold=threshold,
+    )
+    data = ReportData(options, user)
+    data.protection()
+    return data
+
+
 class ReportData:
     """Everything the workbook shows, read with a fixed number of queries."""
 
@@ -420,6 +451,16 @@ class ReportData:
             return self.options.width
         configured = current_app.config.get("KIM_SUPPRESSION_WIDTH") if has_app_context() else None
         return int(configured) if configured else self.options.threshold
+
+    def published(self, key: tuple, value: Any) -> Any:
+        """``value`` as this publication shows the cell ``key``: itself, or "." where it
+        is hidden, not part of the publication, or not the published value."""
+        if value is None:
+            return None  # nothing entered: nothing to hide
+        shown = self.publication_table().values
+        if key not in shown or key in self.hidden_cells() or shown[key] != number(value):
+            return suppression.SUPPRESSED
+        return value
 
     def need_total(self) -> int | None:
         """Estimated need over the whole coverage matrix."""

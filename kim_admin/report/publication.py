@@ -45,7 +45,10 @@ GRID_NOTE = (
     "Veröffentlicht werden nur ganze Kalenderjahre (Q1–Q4 eines Jahres): veröffentlichte "
     "Zeiträume überschneiden sich nie, so lässt sich kein Quartal als Differenz zweier "
     "Berichte errechnen. Bestände am Jahresende verbinden zwei Jahre: geprüft wird "
-    "zusammen mit dem veröffentlichten Vorjahr."
+    "zusammen mit dem veröffentlichten Vorjahr. Veröffentlicht wird immer der Bericht über "
+    "alle KIM-Kommunen mit freigegebenen Zahlen; veröffentlichte Exporte der Bedarfe und der "
+    "Versorgungsmatrix zeigen genau, was dieser Bericht zeigt, Listen der Quartalswerte "
+    "werden nicht veröffentlicht."
 )
 #: How many earlier years are recomputed to know the previous year's published state.
 YEARS_BACK = 4
