@@ -273,7 +273,13 @@ def protect(
         # Hiding a cell only widens the others' intervals: cells wide enough stay so,
         # and only the narrow ones and the new ones are audited again.
         intervals |= audit(table, hidden, width, cells=[*narrow, *added])
-    unprotected = set(narrow)
+    # A secondary cell that the rest of the table determines exactly protects nothing
+    # and tells the reader nothing new: it is shown.
+    given_away = {
+        k for k in narrow if k not in first and k not in fixed and intervals[k].width < EPSILON
+    }
+    hidden -= given_away
+    unprotected = set(narrow) - given_away
     own = hidden - set(fixed)
     return Protection(
         hidden=own,

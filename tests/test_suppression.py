@@ -247,7 +247,7 @@ def small_world(app, accounts):
                 db.session.add(Submission(municipality=town, period=period, status="approved"))
                 for indicator in indicators:
                     for group in groups if indicator.by_target_group else [None]:
-                        value = rng.choice([0, 1, 1, 2, 2, 3, 4, 5, 8, 12])
+                        value = rng.choice([0, 0, 0, 0, 0, 1, 1, 2, 3, 8])
                         if indicator.decimal_places:
                             value = Decimal("1.5")
                         db.session.add(
@@ -354,6 +354,11 @@ def _check_published(book, codes, threshold):
         by_town, grand = kennzahlen[code]
         assert overall[n] == grand
         groups = [r[1] for r in group_totals]
+        if codes[code][2] == "stock":
+            # A stock is published per town and per group, not per town and group.
+            assert {r[n] for r in cells if r[1]} == {publication.NOT_PUBLISHED}, code
+            assert not any(isinstance(r[n], int | float) and 0 < r[n] < threshold for r in cells)
+            continue
         for town in by_town:
             line = [r[n] for r in cells if r[0] == town] + [by_town[town]]
             assert not _leaks(line), ("Zielgruppen row", code, town, line)
@@ -449,6 +454,8 @@ def test_published_report_passes_the_exact_audit(app, small_world, accounts):
     assert "Schwelle 3" in note and "Schutzbreite 3" in note
     assert f"{len(protection.primary)} primär, {len(protection.secondary)} sekundär" in note
     assert "ganze Kalenderjahre" in note
+    footer = [r[0] for r in book["Zielgruppen"].iter_rows(values_only=True) if r[0]]
+    assert publication.NOT_PUBLISHED_NOTE in footer
     rows = {r[0]: r[1] for r in book["Übersicht"].iter_rows(values_only=True) if r[0]}
     assert rows["Schwelle"] == 3 and rows["Schutzbreite"] == 3
     assert rows["Gesperrt primär"] == len(protection.primary)
@@ -673,6 +680,9 @@ def test_the_previous_years_stock_is_part_of_the_audit(app, two_years, accounts)
         if iv.width < 3 and key in naive.hidden
     ]
     assert leaks
+    # A stock is not published per town and target group (see by_town_and_group).
+    assert not [k for k in joint.values if k[0] == "G" and k[2] == akt]
+    assert any(k[0] == "GC" and k[1] == akt for k in joint.values)
     # Protected together, every hidden cell of both years keeps its width.
     intervals = suppression.audit(joint, protection.audited)
     assert min(iv.width for iv in intervals.values()) >= 3

@@ -91,6 +91,8 @@ class ReportWriter:
         self.total_text = fmt(None, bold=True, top=1)
         self.range_label = f"{data.first} – {data.last}"
         self.hidden = data.hidden_cells()
+        #: Every cell of a published report's audited table (empty for internal ones).
+        self.published = data.publication_table().values if data.options.publish else {}
         self.dot = fmt(None, align="right")
         basis = (
             "nur freigegebene Meldungen"
@@ -173,6 +175,8 @@ class ReportWriter:
         if quarterly:
             lines += self.coverage_notes()
         lines.append(SYMBOL_KEY)
+        if self.data.options.publish:
+            lines.append(publication.NOT_PUBLISHED_NOTE)
         for line in lines:
             sheet.write_string(row, 0, line)
             row += 1
@@ -195,7 +199,10 @@ class ReportWriter:
         self.cells.write_row(sheet, row, values, formats)
 
     def _shown(self, key: tuple, value: Any) -> Any:
-        """The value, or "." where a published report hides it."""
+        """The value, or "." where a published report hides it ("x" where it shows
+        no such cell at all: a stock per municipality and target group)."""
+        if self.data.options.publish and key[0] == "G" and key not in self.published:
+            return publication.NOT_PUBLISHED
         return suppression.SUPPRESSED if key in self.hidden else value
 
     def _total_rate(self, indicator: Indicator) -> Any:
