@@ -92,6 +92,11 @@ def by_town_and_group(indicator: Any) -> bool:
 
 
 def check_scope(data: Any, user: Any) -> str | None:
+    """:func:`check_choice` for a report's data."""
+    return check_choice(data.town_ids, data.options.approved_only, user)
+
+
+def check_choice(town_ids: Any, approved_only: bool, user: Any) -> str | None:
     """Why these municipalities and this data basis cannot be published (German), or None.
 
     A publication always covers every KIM municipality, with approved figures only:
@@ -104,12 +109,12 @@ def check_scope(data: Any, user: Any) -> str | None:
             "Veröffentlicht wird nur der Bericht über alle KIM-Kommunen: Bitte wenden Sie "
             "sich an die Kreisverwaltung oder die Steuerungsgruppe."
         )
-    if set(data.town_ids) != set(participant_ids()):
+    if set(town_ids) != set(participant_ids()):
         return (
             "Für die Veröffentlichung bitte alle KIM-Kommunen wählen: Berichte über "
             "unterschiedliche Kommunen ließen sich voneinander abziehen."
         )
-    if not data.options.approved_only:
+    if not approved_only:
         return (
             "Veröffentlicht werden nur freigegebene Zahlen: Bitte „nur freigegebene "
             "Meldungen“ wählen."
