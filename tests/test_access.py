@@ -354,11 +354,14 @@ class Shared:
 
     def restore(self) -> None:
         """Put the world back (also after a case that changed it, so that the next
-        cases do not fail for it); the logged-in sessions stay valid."""
+        cases do not fail for it), and log every role in again: the image holds no
+        login sessions."""
         with self.app.app_context():
             db.session.remove()
             db.engine.dispose()
         self.token = self.database.restore(self.image, self.url)
+        for role in ROLES:  # logging in changes the users' rows: before the snapshot
+            self.sessions[role] = session_for(self.app, role)
         with self.app.app_context():
             self.state = snapshot()
 
@@ -375,11 +378,7 @@ def shared(database: TestDatabase, access_world, tmp_path_factory) -> Iterator[S
     image, _ = access_world
     url = database.url(tmp_path_factory.mktemp("access"))
     world = Shared(database, image, url, make_app(url))
-    world.token = database.restore(image, url)
-    for role in ROLES:  # logging in changes the users' rows: before the snapshot
-        world.sessions[role] = session_for(world.app, role)
-    with world.app.app_context():
-        world.state = snapshot()
+    world.restore()
     yield world
     with world.app.app_context():
         db.session.remove()
