@@ -78,8 +78,7 @@ WORKER_DIED = (
 TIMED_OUT = "Der Auftrag hat länger gedauert als erlaubt und wurde abgebrochen."
 LOST = "Der Auftrag ist in der Warteschlange verloren gegangen. Bitte erneut starten."
 NEVER_STARTED = (
-    "Der Auftrag wurde nicht gestartet: Der Hintergrunddienst läuft nicht. Bitte die "
-    "Kreisverwaltung informieren."
+    "Der Auftrag wurde nicht gestartet (der Server wurde neu gestartet). Bitte erneut starten."
 )
 QUEUE_DOWN = "Die Warteschlange für Berichte ist nicht erreichbar. Bitte später erneut versuchen."
 
@@ -176,15 +175,11 @@ def status(job: Job) -> dict[str, Any]:
 
 def check(job: Job) -> None:
     """Mark ``job`` failed if its worker is gone; refreshes it from the database."""
-    config = current_app.config
-    now = utcnow()
     runner().check(job)
     if job.status == RUNNING:
         beat = job.heartbeat_at or job.started_at or job.created_at
-        if now - beat > timedelta(seconds=config["KIM_JOBS_STALE_SECONDS"]):
+        if utcnow() - beat > timedelta(seconds=current_app.config["KIM_JOBS_STALE_SECONDS"]):
             _finish(job.id, FAILED, error=WORKER_DIED, only_active=True)
-    elif now - job.created_at > timedelta(seconds=config["KIM_JOBS_TIMEOUT"]):
-        _finish(job.id, FAILED, error=NEVER_STARTED, only_active=True)
     db.session.refresh(job)
 
 
@@ -229,15 +224,15 @@ def run(job_id: str) -> None:
             limit = app.config["KIM_JOBS_MAX_RESULT_BYTES"]
             if size > limit:
                 raise WorkError(
-                    f"Die Datei wäre {size / 1e6:.0f} MB groß, erlaubt sind "
-                    f"{limit / 1e6:.0f} MB. Bitte ohne Rohdaten oder einen kürzeren Zeitraum "
+                    f"Die Datei wäre {_megabytes(size)} MB groß, erlaubt sind höchstens "
+                    f"{_megabytes(limit)} MB. Bitte ohne Rohdaten oder einen kürzeren Zeitraum "
                     "wählen."
                 )
             target.seek(0)
             content = target.read()
         except Exception as exc:
             db.session.rollback()
-            message = str(exc) if isinstance(exc, WorkError | _user_errors()) else None
+            message = str(exc) if isinstance(exc, (WorkError, *_user_errors())) else None
             if message is None:
                 log.exception("job %s failed", job_id)
             timeout = _is_timeout(exc)
@@ -260,6 +255,11 @@ def run(job_id: str) -> None:
         )
     )
     db.session.commit()
+
+
+def _megabytes(size: int) -> str:
+    """``1,5`` for 1,500,000 bytes (German decimal comma, no needless zeros)."""
+    return f"{size / 1e6:.3f}".rstrip("0").rstrip(".").replace(".", ",")
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -384,7 +384,13 @@ class InlineRunner:
                 db.session.remove()
 
     def check(self, job: Job) -> None:
-        """Nothing to ask: the heartbeat tells whether a thread still runs."""
+        """A job still waiting long after any slot must have come free was lost with the
+        process that held its thread (a restart); a running one has its heartbeat."""
+        waited = utcnow() - job.created_at
+        if job.status == QUEUED and waited > timedelta(
+            seconds=INLINE_THREADS * self.app.config["KIM_JOBS_TIMEOUT"]
+        ):
+            _finish(job.id, FAILED, error=NEVER_STARTED, only_active=True)
 
 
 class RQRunner:

@@ -160,14 +160,15 @@ class ReportView(SecureView):
             (t.id, t.name + ("" if t.kim_participant else " (keine KIM-Teilnahme)"))
             for t in scope.reachable_municipalities(current_user)
         ]
-        defaults = report.default_options(current_user)
         # The page's script switches to the last whole calendar year when "für
         # Veröffentlichung" is ticked (and back): published reports cover one.
+        year = report.last_complete_year()
         form.publish.render_kw = {
-            "data-published-first": defaults["published_first"] or "",
-            "data-published-last": defaults["published_last"] or "",
+            "data-published-first": year[0].id if year else "",
+            "data-published-last": year[-1].id if year else "",
         }
         if request.method == "GET":
+            defaults = report.default_options(current_user)
             form.first.data = defaults["first"]
             form.last.data = defaults["last"]
             form.municipalities.data = defaults["municipalities"]
