@@ -400,9 +400,14 @@ class RQRunner:
         self.app = app
 
     def connection(self) -> Any:
+        """The app's Redis client for ``KIM_JOBS_URL`` (one pool per app and URL)."""
         from redis import Redis
 
-        return Redis.from_url(self.app.config["KIM_JOBS_URL"], socket_timeout=5)
+        url = self.app.config["KIM_JOBS_URL"]
+        clients = self.app.extensions.setdefault("kim_jobs_redis", {})
+        if url not in clients:
+            clients[url] = Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        return clients[url]
 
     def queue(self, connection: Any = None) -> Any:
         from rq import Queue
@@ -478,7 +483,7 @@ def rq_failed(rq_job: Any, connection: Any, exc_type: Any, exc: Any, tb: Any) ->
     """RQ's failure callback: a job that failed outside our own handling (time limit,
     abandoned by a worker that died) is marked failed too."""
     with _app_context():
-        timeout = exc_type is not None and _is_timeout(exc) if exc is not None else False
+        timeout = exc is not None and _is_timeout(exc)
         _finish(rq_job.id, FAILED, error=TIMED_OUT if timeout else WORKER_DIED, only_active=True)
 
 
