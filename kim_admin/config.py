@@ -89,6 +89,21 @@ class Config:
     # days; data changes at least this many years (purged only when older).
     KIM_AUDIT_LOGIN_DAYS = 365
     KIM_AUDIT_CHANGE_YEARS = 6
+    # Background jobs (kim_admin.jobs): the Redis of the RQ queue, e.g. redis://127.0.0.1:6379/1;
+    # None runs jobs in a thread of the app process (one machine, nothing to install).
+    KIM_JOBS_URL: str | None = None
+    # Name of the RQ queue (several deployments or test runs on one Redis keep apart).
+    KIM_JOBS_QUEUE = "kim"
+    # A job running longer than this many seconds is stopped and marked failed.
+    KIM_JOBS_TIMEOUT = 1800
+    # A running job touches its row this often (seconds); one whose row has not been
+    # touched for KIM_JOBS_STALE_SECONDS is taken for dead (worker killed) and marked failed.
+    KIM_JOBS_HEARTBEAT_SECONDS = 10
+    KIM_JOBS_STALE_SECONDS = 60
+    # Largest result file a job may store (bytes); a larger one fails with a German message.
+    KIM_JOBS_MAX_RESULT_BYTES = 100 * 1024 * 1024
+    # Finished jobs and their files are deleted after this many hours.
+    KIM_JOBS_KEEP_HOURS = 24
 
 
 #: Secrets that may also come from a file named by ``<NAME>_FILE`` (Docker secrets,
@@ -98,6 +113,7 @@ SECRET_VARIABLES = (
     "KIM_DATABASE_URL",
     "KIM_DATABASE_PASSWORD",
     "KIM_RATELIMIT_STORAGE_URL",
+    "KIM_JOBS_URL",
 )
 
 
@@ -134,6 +150,9 @@ def load_environment(app: Flask) -> None:
         app.config["SQLALCHEMY_DATABASE_URI"] = url
     if env.get("KIM_RATELIMIT_STORAGE_URL"):
         app.config["RATELIMIT_STORAGE_URI"] = env["KIM_RATELIMIT_STORAGE_URL"]
+    for name in ("KIM_JOBS_URL", "KIM_JOBS_QUEUE"):
+        if env.get(name):
+            app.config[name] = env[name]
     if env.get("KIM_RATELIMIT_KEY_PREFIX"):
         app.config["RATELIMIT_KEY_PREFIX"] = env["KIM_RATELIMIT_KEY_PREFIX"]
     if env.get("KIM_SECRET_KEY"):
@@ -165,6 +184,11 @@ def load_environment(app: Flask) -> None:
         "KIM_DB_MAX_OVERFLOW",
         "KIM_AUDIT_LOGIN_DAYS",
         "KIM_AUDIT_CHANGE_YEARS",
+        "KIM_JOBS_TIMEOUT",
+        "KIM_JOBS_HEARTBEAT_SECONDS",
+        "KIM_JOBS_STALE_SECONDS",
+        "KIM_JOBS_MAX_RESULT_BYTES",
+        "KIM_JOBS_KEEP_HOURS",
     ):
         if env.get(name):
             app.config[name] = int(env[name])

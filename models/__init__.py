@@ -2,6 +2,7 @@
 
 from .audit import AuditEvent
 from .indicator import FIELDS_OF_ACTION, INDICATOR_KINDS, Indicator
+from .job import JOB_KINDS, JOB_STATUSES, Job
 from .login_session import LoginSession
 from .municipality import Municipality
 from .needs import PRIORITIES, NeedsAssessment
@@ -29,6 +30,8 @@ __all__ = [
     "FTE_MAX",
     "FTE_MIN",
     "INDICATOR_KINDS",
+    "JOB_KINDS",
+    "JOB_STATUSES",
     "LEGAL_AREAS",
     "PARTNER_KINDS",
     "POST_FUNCTIONS",
@@ -41,6 +44,7 @@ __all__ = [
     "VALUE_MAX",
     "AuditEvent",
     "Indicator",
+    "Job",
     "LoginSession",
     "MonitoringEntry",
     "Municipality",

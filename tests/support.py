@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from flask import Flask
@@ -90,3 +91,38 @@ def csrf_from(html: str) -> str:
     match = CSRF_RE.search(html)
     assert match, "page has no CSRF token"
     return match.group(1)
+
+
+# --- background jobs (the evaluation report) ---------------------------------------
+
+
+def start_report(session: Session, data: dict) -> Any:
+    """POST the report form as the page's script does; the answer names the job (202)."""
+    return session.post("/bericht/", data, headers={"X-Requested-With": "fetch"})
+
+
+def follow_job(session: Session, started: Any, wait: float = 120.0) -> dict:
+    """Ask for the state of the job ``started`` names (the 202 answer of
+    :func:`start_report`, or the job's status URL) until it has ended; returns the last.
+
+    Not a timing: ``wait`` only keeps a broken runner from hanging the suite.
+    """
+    if isinstance(started, str):
+        url = started
+    else:
+        assert started.status_code == 202, started.get_data(as_text=True)[:2000]
+        url = started.get_json()["status"]
+    deadline = time.monotonic() + wait
+    while True:
+        state = session.get(url).get_json()
+        if state["status"] in ("done", "failed"):
+            return state
+        assert time.monotonic() < deadline, f"job still {state['status']} after {wait} s"
+        time.sleep(0.05)
+
+
+def report_download(session: Session, data: dict) -> Any:
+    """Start a report, wait for its job and download the file (the response)."""
+    state = follow_job(session, start_report(session, data))
+    assert state["status"] == "done", state
+    return session.get(state["file"])

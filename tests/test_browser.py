@@ -4,8 +4,9 @@ The district admin creates a room; a municipal user only reads their own
 municipality's rooms; the steering group reads everything but gets no controls
 to change it. A quarterly report goes through its whole cycle: drafted and
 submitted by the municipality, returned by the district, corrected, resubmitted,
-approved and then locked. The steering group downloads the evaluation report without
-a page reload while the page says it is working; the dashboard's charts are drawn.
+approved and then locked. The steering group's evaluation report is made by a job
+while the page shows its progress, then downloaded without a reload; the dashboard's
+charts are drawn.
 Every page must load without CSP violations, script errors or
 failed requests (the favicon included).
 
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -603,7 +603,8 @@ def _open_period(app: Flask) -> int:
 
 
 def _report_world(app: Flask) -> dict[str, int]:
-    """Two approved quarters of 2025 with figures for Arnsberg and Meschede."""
+    """Two approved quarters of 2025 with figures for Arnsberg and Meschede, and the four
+    quarters of 2024 (without figures), the last whole year, for a published report."""
     with app.app_context():
         towns = {
             m.name: m
@@ -612,8 +613,9 @@ def _report_world(app: Flask) -> dict[str, int]:
             )
         }
         contacts = db.session.scalar(select(Indicator).where(Indicator.code == "BER_KONT"))
+        year = [ReportingPeriod(year=2024, quarter=q) for q in (1, 2, 3, 4)]
         periods = [ReportingPeriod(year=2025, quarter=q) for q in (1, 2)]
-        db.session.add_all(periods)
+        db.session.add_all(year + periods)
         for n, (_name, town) in enumerate(sorted(towns.items()), start=1):
             for k, period in enumerate(periods, start=1):
                 db.session.add(
@@ -623,7 +625,12 @@ def _report_world(app: Flask) -> dict[str, int]:
                 )
                 db.session.add(Submission(municipality=town, period=period, status="approved"))
         db.session.commit()
-        ids = {"first": periods[0].id, "last": periods[1].id}
+        ids = {
+            "first": periods[0].id,
+            "last": periods[1].id,
+            "year_first": year[0].id,
+            "year_last": year[-1].id,
+        }
         db.session.remove()
     return ids
 
@@ -638,43 +645,102 @@ def _workbook_text(path: Path) -> str:
 def test_steering_group_downloads_report(
     app: Flask, accounts: Accounts, live_server: str, page: sync_api.Page, tmp_path: Path
 ) -> None:
-    """The page shows that it works and the download starts without a reload."""
+    """The form starts a job: the page shows its progress (a progress bar with its value,
+    the step in a live region) and downloads the file when it is done, without a reload."""
     ids = _report_world(app)
     problems = watch(page)
     login(page, live_server, accounts.steering)
     page.goto(f"{live_server}/bericht/")
     page.get_by_label("Von Quartal").select_option(str(ids["first"]))
     page.get_by_label("Bis Quartal").select_option(str(ids["last"]))
+    sync_api.expect(page.get_by_label("mit Rohdaten")).not_to_be_checked()
     page.evaluate("window.__noReload = 1")
-    status = page.locator("[data-download-status]")
-    button = page.get_by_role("button", name="Bericht herunterladen")
+    status = page.locator("[data-job-status]")
+    bar = page.get_by_role("progressbar", name="Fortschritt des Berichts")
+    button = page.get_by_role("button", name="Bericht erstellen")
+    sync_api.expect(status).to_have_attribute("aria-live", "polite")
 
-    # Hold the answer back for a moment, to see the page say that it is working.
-    def slow(route: sync_api.Route) -> None:
-        response = route.fetch()
-        time.sleep(1)
-        route.fulfill(response=response)
+    # Hold the first status question back until the page at work has been seen.
+    held: list[sync_api.Route] = []
 
-    page.route("**/bericht/", slow)
+    def hold(route: sync_api.Route) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route("**/bericht/auftrag/*/status", hold)
     with page.expect_download() as info:
         button.click()
-        sync_api.expect(status).to_contain_text("Der Bericht wird erstellt")
+        # At 0 % the bar itself has no width; its track is what shows.
+        sync_api.expect(page.locator("[data-job-progress]")).to_be_visible()
+        sync_api.expect(bar).to_have_attribute("aria-valuenow", "0")
         sync_api.expect(button).to_be_disabled()
+        sync_api.expect(status).to_contain_text("Der Bericht wird gestartet")
+        for _ in range(TIMEOUT_MS // 50):  # until the page asks for the job's state
+            if held:
+                break
+            page.wait_for_timeout(50)
+        held[0].continue_()
     download = info.value
     assert download.suggested_filename == "KIM-Evaluationsbericht_2025-Q1_2025-Q2.xlsx"
     target = tmp_path / download.suggested_filename
     download.save_as(target)
-    sync_api.expect(status).to_contain_text("heruntergeladen")
+    sync_api.expect(status).to_contain_text("Der Bericht ist fertig")
+    sync_api.expect(bar).to_have_attribute("aria-valuenow", "100")
+    link = status.get_by_role("link", name=f"{download.suggested_filename} herunterladen")
+    sync_api.expect(link).to_be_visible()
     sync_api.expect(button).to_be_enabled()
     assert page.evaluate("window.__noReload") == 1, "the page was reloaded"
     book = openpyxl.load_workbook(target)
-    assert book.sheetnames == report.SHEETS
+    # The raw-data sheet is an option, off by default.
+    assert book.sheetnames == report.SHEETS[:-1]
     figures = {row[0]: row for row in book["Kennzahlen"].iter_rows(min_row=5, values_only=True)}
     header = [c.value for c in book["Kennzahlen"][4]]
     column = header.index("BER_KONT – Beratungskontakte")
     # Arnsberg: 11 + 12, Meschede: 21 + 22 (flows are summed over the range).
     assert figures["Arnsberg"][column] == 23 and figures["Meschede"][column] == 43
     assert figures["Summe"][column] == 66
+    problems.assert_clean()
+
+
+def test_failed_report_says_why_in_german(
+    app: Flask, accounts: Accounts, live_server: str, page: sync_api.Page
+) -> None:
+    """A job that fails (here: its file over the size bound) is announced in German."""
+    ids = _report_world(app)
+    app.config["KIM_JOBS_MAX_RESULT_BYTES"] = 1000
+    problems = watch(page)
+    login(page, live_server, accounts.steering)
+    page.goto(f"{live_server}/bericht/")
+    page.get_by_label("Von Quartal").select_option(str(ids["first"]))
+    page.get_by_role("button", name="Bericht erstellen").click()
+    status = page.locator("[data-job-status]")
+    sync_api.expect(status).to_contain_text("Der Bericht konnte nicht erstellt werden")
+    sync_api.expect(status).to_contain_text("Bitte ohne Rohdaten oder einen kürzeren Zeitraum")
+    sync_api.expect(page.get_by_role("button", name="Bericht erstellen")).to_be_enabled()
+    problems.assert_clean()
+
+
+def test_published_report_chooses_the_last_whole_year(
+    app: Flask, accounts: Accounts, live_server: str, page: sync_api.Page
+) -> None:
+    """Ticking "für Veröffentlichung" sets the range to the last whole calendar year;
+    unticking brings back the range chosen before."""
+    ids = _report_world(app)
+    problems = watch(page)
+    login(page, live_server, accounts.steering)
+    page.goto(f"{live_server}/bericht/")
+    first, last = page.get_by_label("Von Quartal"), page.get_by_label("Bis Quartal")
+    first.select_option(str(ids["first"]))
+    last.select_option(str(ids["last"]))
+    publish = page.get_by_label("für Veröffentlichung")
+    publish.check()
+    sync_api.expect(first).to_have_value(str(ids["year_first"]))
+    sync_api.expect(last).to_have_value(str(ids["year_last"]))
+    publish.uncheck()
+    sync_api.expect(first).to_have_value(str(ids["first"]))
+    sync_api.expect(last).to_have_value(str(ids["last"]))
     problems.assert_clean()
 
 
@@ -691,7 +757,7 @@ def test_report_form_error_keeps_page(
     page.evaluate("window.__noReload = 1")
     downloads: list[object] = []
     page.on("download", lambda download: downloads.append(download))
-    page.get_by_role("button", name="Bericht herunterladen").click()
+    page.get_by_role("button", name="Bericht erstellen").click()
     sync_api.expect(
         page.get_by_text("Das letzte Quartal darf nicht vor dem ersten liegen.")
     ).to_be_visible()
@@ -703,7 +769,7 @@ def test_report_form_error_keeps_page(
     page.get_by_label("Bis Quartal").select_option(str(ids["last"]))
     page.get_by_label("Von Quartal").select_option(str(ids["first"]))
     with page.expect_download() as info:
-        page.get_by_role("button", name="Bericht herunterladen").click()
+        page.get_by_role("button", name="Bericht erstellen").click()
     assert info.value.suggested_filename.startswith("KIM-Evaluationsbericht_")
     # The report answered 400 once, on purpose.
     problems.assert_clean(expected_failures=("/bericht/",))
@@ -720,7 +786,7 @@ def test_municipal_user_report_is_own_only(
     sync_api.expect(towns).to_have_count(1)
     sync_api.expect(page.locator(".report-towns")).to_contain_text("Arnsberg")
     with page.expect_download() as info:
-        page.get_by_role("button", name="Bericht herunterladen").click()
+        page.get_by_role("button", name="Bericht erstellen").click()
     target = tmp_path / "bericht.xlsx"
     info.value.save_as(target)
     text = _workbook_text(target)

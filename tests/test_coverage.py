@@ -14,6 +14,8 @@ from kim_admin import coverage
 from kim_admin.extensions import db
 from models import Municipality, NeedsAssessment, Partner, Post, TargetGroup, User
 
+from .support import report_download
+
 YEAR = 2026
 
 
@@ -167,13 +169,14 @@ def test_report_has_coverage_sheet(app, case, accounts, as_steering):
         db.session.add(period)
         db.session.commit()
         period_id = period.id
-    response = as_steering.post(
-        "/bericht/",
-        data={
+    response = report_download(
+        as_steering,
+        {
             "first": str(period_id),
             "last": str(period_id),
             "municipalities": [str(i) for i in case["towns"].values()],
             "basis": "all",
+            "raw": "y",
         },
     )
     book = openpyxl.load_workbook(io.BytesIO(response.data))

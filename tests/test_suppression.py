@@ -30,6 +30,8 @@ from models import (
     User,
 )
 
+from .support import report_download
+
 DOT = suppression.SUPPRESSED
 TOWNS = ["Arnsberg", "Bestwig", "Hallenberg", "Medebach", "Meschede"]
 
@@ -412,7 +414,7 @@ def test_publish_option_on_the_page(app, small_world, as_steering):
         "basis": "approved",
         "publish": "y",
     }
-    response = as_steering.post("/bericht/", data=data)
+    response = report_download(as_steering, data)
     assert response.status_code == 200
     book = openpyxl.load_workbook(io.BytesIO(response.data))
     assert "Rohdaten" not in book.sheetnames

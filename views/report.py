@@ -1,20 +1,29 @@
-"""The "Bericht" page: the evaluation report as an xlsx download."""
+"""The "Bericht" page: the evaluation report, made by a background job.
+
+A valid POST records a job (:mod:`kim_admin.jobs`) and answers at once, with the
+job's addresses as JSON for the page's script (202) or, without script, with a
+redirect to the job's own page (303), which reloads itself until the file is
+ready. No report work happens in the request: not even the disclosure audit of
+a published report, which at NRW scale takes seconds.
+"""
 
 from __future__ import annotations
 
-import tempfile
-
-from flask import Response, current_app, request
+from flask import Response, abort, current_app, jsonify, redirect, request, url_for
 from flask_admin import expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from sqlalchemy import select
 from wtforms import BooleanField, RadioField, SelectField, SelectMultipleField, SubmitField, widgets
 from wtforms.validators import DataRequired, StopValidation, ValidationError
 
-from kim_admin import audit, exports, report, scope
+from kim_admin import audit, exports, jobs, report, scope
 from kim_admin.extensions import db
 from kim_admin.monitoring import periods
 from kim_admin.permissions import EXPORT, READ, is_scoped
+from kim_admin.report import job as report_job
+from kim_admin.report import publication
+from models import ReportingPeriod
 
 from .base import SecureView
 
@@ -87,7 +96,9 @@ class ReportForm(FlaskForm):
         default="approved",
     )
     publish = BooleanField("für Veröffentlichung: kleine Fallzahlen unterdrücken")
-    submit = SubmitField("Bericht herunterladen")
+    # Off by default: one row per figure is most of a large report's size and time.
+    raw = BooleanField("mit Rohdaten (jeder Wert eine Zeile; große Datei)")
+    submit = SubmitField("Bericht erstellen")
 
     def __init__(self, user, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -107,12 +118,38 @@ class ReportForm(FlaskForm):
         if foreign:
             raise ValidationError(UNKNOWN_TOWN)
 
+    def validate_publish(self, field):
+        """A published report covers one calendar year (checked here, before any job)."""
+        if not field.data or self.first.errors or self.last.errors:
+            return
+        bounds = {
+            p.id: p
+            for p in db.session.scalars(
+                select(ReportingPeriod).where(
+                    ReportingPeriod.id.in_([self.first.data, self.last.data])
+                )
+            )
+        }
+        first, last = bounds.get(self.first.data), bounds.get(self.last.data)
+        if (
+            first is not None
+            and last is not None
+            and (refusal := publication.check_grid(first, last))
+        ):
+            raise ValidationError(refusal)
+
 
 class ReportView(SecureView):
-    """Form and download of the evaluation report (xlsx)."""
+    """Form of the evaluation report; its jobs' progress and files."""
 
     permission_resource = "report"
-    view_permissions = {"index": {"GET": READ, "POST": EXPORT}}
+    view_permissions = {
+        "index": {"GET": READ, "POST": EXPORT},
+        # A job is an export: only who may export sees one (and only their own).
+        "job_page": EXPORT,
+        "job_status": EXPORT,
+        "job_file": EXPORT,
+    }
 
     def _form(self) -> ReportForm:
         form = ReportForm(current_user)
@@ -123,6 +160,13 @@ class ReportView(SecureView):
             (t.id, t.name + ("" if t.kim_participant else " (keine KIM-Teilnahme)"))
             for t in scope.reachable_municipalities(current_user)
         ]
+        # The page's script switches to the last whole calendar year when "für
+        # Veröffentlichung" is ticked (and back): published reports cover one.
+        year = report.last_complete_year()
+        form.publish.render_kw = {
+            "data-published-first": year[0].id if year else "",
+            "data-published-last": year[-1].id if year else "",
+        }
         if request.method == "GET":
             defaults = report.default_options(current_user)
             form.first.data = defaults["first"]
@@ -132,9 +176,10 @@ class ReportView(SecureView):
 
     @expose("/", methods=("GET", "POST"))
     def index(self):
-        """Show the form; on a valid POST send the workbook."""
+        """Show the form; on a valid POST start the report's job and answer at once."""
         form = self._form()
         status = 200
+        job_error = ""
         if request.method == "POST":
             if form.validate_on_submit():
                 options = report.ReportOptions(
@@ -142,20 +187,27 @@ class ReportView(SecureView):
                     form.last.data,
                     tuple(form.municipalities.data),
                     approved_only=form.basis.data != "all",
+                    include_raw=form.raw.data,
                     publish=form.publish.data,
                     threshold=current_app.config["KIM_SUPPRESSION_THRESHOLD"],
+                    width=current_app.config.get("KIM_SUPPRESSION_WIDTH"),
                 )
                 try:
-                    return self._download(options)
-                except report.ReportError as exc:
-                    form.first.errors = [*form.first.errors, str(exc)]
+                    job = jobs.submit("report", report_job.parameters(options), current_user)
+                except jobs.JobError as exc:
+                    job_error = str(exc)
+                else:
+                    self._record(options, job.id)
+                    return self._started(job)
             status = 400
-        return self.render("kim/report.html", form=form), status
+        return self.render("kim/report.html", form=form, job_error=job_error), status
 
-    def _download(self, options: report.ReportOptions) -> Response:
+    def _record(self, options: report.ReportOptions, job_id: str) -> None:
+        """The export goes into the audit trail when it is asked for."""
         audit.record(
             "export",
             "report",
+            object_id=job_id,
             municipality_id=current_user.municipality_id
             if is_scoped(current_user, "municipality")
             else None,
@@ -166,15 +218,58 @@ class ReportView(SecureView):
                 "municipalities": list(options.municipality_ids),
                 "approved_only": options.approved_only,
                 "publish": options.publish,
+                "raw": options.include_raw,
             },
         )
-        handle = tempfile.TemporaryFile(suffix=".xlsx")
-        data = report.build(options, current_user, handle)
         db.session.commit()
-        size = exports.file_size(handle)
-        handle.seek(0)
-        response = Response(exports.iter_file(handle), mimetype=exports.XLSX_MIMETYPE)
-        response.content_length = size
-        name = report.filename(data.first, data.last)
-        response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+
+    def _job_urls(self, job_id: str) -> dict[str, str]:
+        return {
+            "page": url_for(".job_page", job_id=job_id),
+            "status": url_for(".job_status", job_id=job_id),
+            "file": url_for(".job_file", job_id=job_id),
+        }
+
+    def _started(self, job) -> Response:
+        """202 with the job's addresses for the script; a redirect to its page without."""
+        urls = self._job_urls(job.id)
+        if request.headers.get("X-Requested-With") == "fetch":
+            response = jsonify({"id": job.id, **urls})
+            response.status_code = 202
+            response.headers["Location"] = urls["page"]
+            return response
+        return redirect(urls["page"], code=303)
+
+    def _job(self, job_id: str):
+        """The current user's own report job, or 404 (anyone else's is "not there")."""
+        job = jobs.get_for(job_id, current_user)
+        if job is None or job.kind != "report":
+            abort(404)
+        return job
+
+    @expose("/auftrag/<job_id>/")
+    def job_page(self, job_id: str):
+        """A job's state as a page (without script it reloads itself until done)."""
+        job = self._job(job_id)
+        state = jobs.status(job)
+        return self.render("kim/report_job.html", job=state, urls=self._job_urls(job.id))
+
+    @expose("/auftrag/<job_id>/status")
+    def job_status(self, job_id: str):
+        """A job's state as JSON, for the page's progress bar."""
+        job = self._job(job_id)
+        state = jobs.status(job)
+        if state["status"] == jobs.DONE:
+            state["file"] = self._job_urls(job.id)["file"]
+        return jsonify(state)
+
+    @expose("/auftrag/<job_id>/datei")
+    def job_file(self, job_id: str):
+        """The finished workbook (404 until it is there)."""
+        job = self._job(job_id)
+        if job.status != jobs.DONE:
+            abort(404)
+        content = jobs.result_file(job)
+        response = Response(content, mimetype=exports.XLSX_MIMETYPE)
+        response.headers["Content-Disposition"] = f'attachment; filename="{job.filename}"'
         return response

@@ -28,7 +28,7 @@ from .data import (
     period_key,
     published_year,
 )
-from .sheets import SHEETS, SYMBOL_KEY, ReportWriter
+from .sheets import SHEETS, SYMBOL_KEY, Progress, ReportWriter, no_progress
 
 __all__ = [
     "DISTRICT",
@@ -39,9 +39,11 @@ __all__ = [
     "ReportError",
     "ReportOptions",
     "ReportWriter",
+    "Progress",
     "build",
     "default_options",
     "default_range",
+    "last_complete_year",
     "filename",
     "last_complete_period",
     "period_key",
@@ -57,13 +59,27 @@ def filename(first: ReportingPeriod, last: ReportingPeriod) -> str:
     return f"KIM-Evaluationsbericht_{first.year}-Q{first.quarter}_{last.year}-Q{last.quarter}.xlsx"
 
 
-def build(options: ReportOptions, user: Any, target: str | IO[bytes]) -> ReportData:
+def build(
+    options: ReportOptions,
+    user: Any,
+    target: str | IO[bytes],
+    progress: Progress = no_progress,
+) -> ReportData:
     """Write the report for ``options`` as seen by ``user`` into ``target``.
 
+    ``progress(percent, step)`` is told how far the work is (a job shows it).
     Raises :class:`ReportError` (German) for a municipality ``user`` may not reach.
     """
+    progress(2, "Daten werden gelesen")
     data = ReportData(options, user)
-    ReportWriter(data, user, target).write()
+    start = 10
+    if options.publish:
+        # The disclosure audit solves linear programs: the longest step of a published
+        # report (seconds at NRW scale), so it gets its own place on the scale.
+        progress(start, "Geheimhaltung wird geprüft (Offenlegungsprüfung)")
+        data.protection()
+        start = 50
+    ReportWriter(data, user, target, progress, start).write()
     return data
 
 
@@ -79,12 +95,30 @@ def default_range(municipality_ids: list[int]) -> list[ReportingPeriod]:
     return periods.recent(last, DEFAULT_QUARTERS)
 
 
+def last_complete_year() -> list[ReportingPeriod]:
+    """Q1 to Q4 of the latest calendar year that has ended and whose four quarters are
+    stored: the default range of a published report (published reports cover one
+    calendar year, see :func:`.publication.check_grid`). Empty if there is none."""
+    by_year: dict[int, list[ReportingPeriod]] = {}
+    for period in periods.ended():  # the latest first
+        by_year.setdefault(period.year, []).append(period)
+    for year in sorted(by_year, reverse=True):
+        quarters = sorted(by_year[year], key=lambda p: p.quarter)
+        if [p.quarter for p in quarters] == [1, 2, 3, 4]:
+            return quarters
+    return []
+
+
 def default_options(user: Any) -> dict[str, Any]:
-    """Form defaults: the KIM participants ``user`` may reach, and :func:`default_range`."""
+    """Form defaults: the KIM participants ``user`` may reach, :func:`default_range`, and
+    for a published report :func:`last_complete_year`."""
     towns = [t.id for t in scope.reachable_municipalities(user, participants_only=True)]
     recent = default_range(towns)
+    year = last_complete_year()
     return {
         "first": recent[0].id if recent else None,
         "last": recent[-1].id if recent else None,
         "municipalities": towns,
+        "published_first": year[0].id if year else None,
+        "published_last": year[-1].id if year else None,
     }

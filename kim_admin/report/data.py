@@ -537,6 +537,11 @@ class ReportData:
             result.append((partner, chosen or [WHOLE_DISTRICT], sorted(groups[partner.id])))
         return result
 
+    def raw_count(self) -> int:
+        """How many rows the raw-data sheet will have (for its progress)."""
+        e = MonitoringEntry
+        return db.session.scalar(select(func.count()).select_from(self._entries(e.id).subquery()))
+
     def raw_rows(self) -> Iterable[tuple[Any, ...]]:
         """Every figure of the range, one row each, streamed."""
         e = MonitoringEntry

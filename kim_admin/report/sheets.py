@@ -15,7 +15,7 @@ provisional (a number format suffix, so a provisional value stays a number too).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import IO, Any
 
 from kim_admin import coverage, exports, suppression
@@ -58,6 +58,16 @@ RATE_NOTE = (
     "Je 1.000 Einwohner: bezogen auf die Einwohner der Kommunen mit Wert, bei Bewegungsgrößen "
     "als Summe der Quartalswerte."
 )
+#: Told how far the work is: a percentage (0-100) and the step under way, in German.
+Progress = Callable[[int, str], None]
+#: Raw-data rows written between two progress reports.
+RAW_PROGRESS_ROWS = 20_000
+
+
+def no_progress(percent: int, step: str) -> None:
+    """Progress nobody watches (a report built outside a job)."""
+
+
 #: Rows above the header row: title, data status, source.
 HEADER_ROW = 3
 FIRST_ROW = HEADER_ROW + 1
@@ -78,9 +88,21 @@ def _header_text(text: str, limit: int = 120) -> str:
 class ReportWriter:
     """Writes a :class:`ReportData` into a workbook, one sheet after the other."""
 
-    def __init__(self, data: ReportData, user: Any, target: str | IO[bytes]) -> None:
+    def __init__(
+        self,
+        data: ReportData,
+        user: Any,
+        target: str | IO[bytes],
+        progress: Progress = no_progress,
+        start: int = 0,
+    ) -> None:
         self.data = data
         self.user = user
+        self.progress = progress
+        #: Where the writing starts on the progress scale (reading came before).
+        self.start = start
+        #: The part of the progress scale of the sheet being written.
+        self._span = (start, 95)
         self.book = exports.new_workbook(target, constant_memory=True)
         self.cells = exports.CellWriter(self.book)
         fmt = self.cells.format
@@ -103,18 +125,34 @@ class ReportWriter:
         self.status_line = f"{data.data_status()} · Datenbasis: {basis}"
 
     def write(self) -> None:
-        """Write every sheet and close the workbook."""
-        self.overview()
-        self.figures()
-        self.time_series()
-        self.target_groups()
-        self.posts()
-        self.rooms()
-        self.partners()
-        self.coverage()
-        self.submission_status()
+        """Write every sheet and close the workbook, reporting progress sheet by sheet.
+
+        The raw-data sheet, when asked for, weighs as much as all others together
+        (it holds a row per figure) and reports its progress as it goes.
+        """
+        steps: list[tuple[Callable[[], None], str, int]] = [
+            (self.overview, "Übersicht", 1),
+            (self.figures, "Kennzahlen", 1),
+            (self.time_series, "Zeitreihe", 1),
+            (self.target_groups, "Zielgruppen", 1),
+            (self.posts, "Stellen", 1),
+            (self.rooms, "Räume", 1),
+            (self.partners, "Partner", 1),
+            (self.coverage, "Versorgung", 1),
+            (self.submission_status, "Meldestand", 1),
+        ]
         if self.data.options.include_raw and not self.data.options.publish:
-            self.raw_data()
+            steps.append((self.raw_data, "Rohdaten", 9))
+        total = sum(weight for _, _, weight in steps)
+        span = 95 - self.start
+        done = 0
+        for write_sheet, name, weight in steps:
+            begin = self.start + span * done // total
+            self._span = (begin, self.start + span * (done + weight) // total)
+            self.progress(begin, f"Blatt „{name}“ wird geschrieben")
+            write_sheet()
+            done += weight
+        self.progress(95, "Arbeitsmappe wird abgeschlossen")
         self.book.close()
 
     # --- formats ----------------------------------------------------------------
@@ -900,6 +938,8 @@ class ReportWriter:
         last_row = exports.MAX_SHEET_ROWS - 10
         row = HEADER_ROW
         cut = False
+        expected = max(data.raw_count(), 1)
+        begin, end = self._span
         for (
             town,
             ags,
@@ -914,6 +954,14 @@ class ReportWriter:
             changed,
         ) in data.raw_rows():
             row += 1
+            if row % RAW_PROGRESS_ROWS == 0:
+                done = min(row - HEADER_ROW, expected)
+                self.progress(
+                    begin + (end - begin) * done // expected,
+                    f"Blatt „Rohdaten“ wird geschrieben ({done:,} von {expected:,} Zeilen)".replace(
+                        ",", "."
+                    ),
+                )
             if row >= last_row:
                 cut = True
                 break  # Excel's limit; the list export of Kennzahlwerte has every row

@@ -29,47 +29,128 @@
     }
   }, true);
 
-  // Forms marked data-download (the report) fetch their file in the background:
-  // the page stays, shows that it is working, and the download starts when the
-  // file is ready. A form with errors comes back from the server and replaces
-  // the old one, with everything typed kept.
-  function filenameOf(response) {
-    var header = response.headers.get("Content-Disposition") || "";
-    var match = /filename="?([^";]+)"?/.exec(header);
-    return match ? match[1] : "download.xlsx";
+  // The evaluation report (forms marked data-report-job) is made by a background
+  // job. The form is sent with fetch; the server answers at once with the job's
+  // addresses, and the page asks for its state every second: a progress bar
+  // (role=progressbar, aria-valuenow), the step in words in a live region, and
+  // at the end the download, started automatically and offered as a link. A
+  // form with errors comes back from the server and replaces the old one, with
+  // everything typed kept.
+  var POLL_MS = 1000;
+
+  function jobParts(root) {
+    return {
+      box: root.querySelector("[data-job-progress]"),
+      bar: root.querySelector("[data-job-bar]"),
+      status: root.querySelector("[data-job-status]")
+    };
+  }
+
+  function setText(element, text, kind) {
+    element.textContent = "";
+    var box = element;
+    if (kind) {
+      box = document.createElement("div");
+      box.className = "alert alert-" + kind + " mb-0";
+      element.appendChild(box);
+    }
+    box.appendChild(document.createTextNode(text));
+    return box;
+  }
+
+  function showProgress(parts, percent) {
+    if (parts.box) {
+      parts.box.hidden = false;
+    }
+    if (parts.bar) {
+      parts.bar.style.width = percent + "%";
+      parts.bar.setAttribute("aria-valuenow", String(percent));
+      parts.bar.textContent = percent + " %";
+    }
+  }
+
+  function download(url) {
+    var link = document.createElement("a");
+    link.href = url;
+    link.setAttribute("download", "");
+    link.hidden = true;
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+  }
+
+  // Follow a job until it has ended; done(ok) is called at the end.
+  function followJob(root, statusUrl, autoDownload, done) {
+    var parts = jobParts(root);
+    var lastStep = null;
+    var failures = 0;
+    function ask() {
+      fetch(statusUrl, {credentials: "same-origin", headers: {"Accept": "application/json"}})
+        .then(function (response) {
+          if (!response.ok) {
+            throw new Error(String(response.status));
+          }
+          return response.json();
+        })
+        .then(function (job) {
+          failures = 0;
+          showProgress(parts, job.progress);
+          if (job.status === "done") {
+            var box = setText(parts.status, "Der Bericht ist fertig: ", "success");
+            var link = document.createElement("a");
+            link.href = job.file;
+            link.setAttribute("download", "");
+            link.textContent = job.filename + " herunterladen";
+            box.appendChild(link);
+            box.appendChild(document.createTextNode(autoDownload ? " (der Download beginnt automatisch)." : "."));
+            if (autoDownload) {
+              download(job.file);
+            }
+            done(true);
+            return;
+          }
+          if (job.status === "failed") {
+            setText(parts.status, "Der Bericht konnte nicht erstellt werden: " + job.error, "danger");
+            done(false);
+            return;
+          }
+          // Announce a new step only: the live region must not chatter every second.
+          var text = job.label.charAt(0).toUpperCase() + job.label.slice(1) + ": " + job.step;
+          if (text !== lastStep) {
+            setText(parts.status, text);
+            lastStep = text;
+          }
+          window.setTimeout(ask, POLL_MS);
+        })
+        .catch(function () {
+          failures += 1;
+          if (failures >= 5) {
+            setText(parts.status, "Keine Verbindung zum Server. Der Bericht wird eventuell " +
+                    "weiter erstellt; bitte laden Sie die Seite später neu.", "danger");
+            done(false);
+            return;
+          }
+          window.setTimeout(ask, POLL_MS * 2);
+        });
+    }
+    ask();
   }
 
   document.addEventListener("submit", function (event) {
     var form = event.target;
-    if (!(form instanceof HTMLFormElement) || !form.hasAttribute("data-download") || !window.fetch) {
+    if (!(form instanceof HTMLFormElement) || !form.hasAttribute("data-report-job") || !window.fetch) {
       return;
     }
     event.preventDefault();
-    var status = form.querySelector("[data-download-status]");
+    var parts = jobParts(form);
     var button = form.querySelector("[type=submit]");
-    var started = Date.now();
-    var timer = null;
-    function show(html) {
-      if (status) {
-        status.innerHTML = html;
-      }
-    }
-    function busy() {
-      var seconds = Math.round((Date.now() - started) / 1000);
-      show('<div class="d-flex align-items-center"><div class="spinner-border spinner-border-sm mr-2" ' +
-           'aria-hidden="true"></div><span>' + form.getAttribute("data-busy") +
-           (seconds > 0 ? " (" + seconds + " s)" : "") + "</span></div>" +
-           '<div class="progress mt-2" style="height: 4px"><div class="progress-bar progress-bar-striped ' +
-           'progress-bar-animated w-100"></div></div>');
-    }
-    busy();
-    timer = window.setInterval(busy, 1000);
     form.setAttribute("aria-busy", "true");
     if (button) {
       button.disabled = true;
     }
+    showProgress(parts, 0);
+    setText(parts.status, "Der Bericht wird gestartet …");
     function finish() {
-      window.clearInterval(timer);
       form.removeAttribute("aria-busy");
       if (button) {
         button.disabled = false;
@@ -79,22 +160,12 @@
       method: "POST",
       body: new FormData(form),
       credentials: "same-origin",
-      headers: {"X-Requested-With": "fetch"}
+      headers: {"X-Requested-With": "fetch", "Accept": "application/json"}
     }).then(function (response) {
       var type = response.headers.get("Content-Type") || "";
-      if (response.ok && type.indexOf("text/html") === -1) {
-        return response.blob().then(function (blob) {
-          var link = document.createElement("a");
-          link.href = URL.createObjectURL(blob);
-          link.download = filenameOf(response);
-          document.body.appendChild(link);
-          link.click();
-          window.setTimeout(function () {
-            URL.revokeObjectURL(link.href);
-            link.remove();
-          }, 1000);
-          finish();
-          show('<div class="alert alert-success mb-0">' + form.getAttribute("data-done") + "</div>");
+      if (response.status === 202 && type.indexOf("application/json") !== -1) {
+        return response.json().then(function (job) {
+          followJob(form, job.status, true, finish);
         });
       }
       return response.text().then(function (html) {
@@ -104,15 +175,39 @@
         if (form.parentElement.id && fresh) {
           form.parentElement.replaceWith(document.importNode(fresh, true));
         } else {
-          show('<div class="alert alert-danger mb-0">Der Bericht konnte nicht erstellt werden ' +
-               "(Fehler " + response.status + "). Bitte laden Sie die Seite neu.</div>");
+          setText(parts.status, "Der Bericht konnte nicht gestartet werden (Fehler " +
+                  response.status + "). Bitte laden Sie die Seite neu.", "danger");
         }
       });
     }).catch(function () {
       finish();
-      show('<div class="alert alert-danger mb-0">Keine Verbindung zum Server. ' +
-           "Bitte versuchen Sie es erneut.</div>");
+      setText(parts.status, "Keine Verbindung zum Server. Bitte versuchen Sie es erneut.", "danger");
     });
+  });
+
+  // "für Veröffentlichung" covers one whole calendar year: ticking it chooses the
+  // last complete year (the server says which), unticking brings back the range
+  // chosen before.
+  document.addEventListener("change", function (event) {
+    var box = event.target;
+    if (!(box instanceof HTMLInputElement) || !box.hasAttribute("data-published-first")) {
+      return;
+    }
+    var form = box.form;
+    var first = form && form.elements.namedItem("first");
+    var last = form && form.elements.namedItem("last");
+    if (!first || !last || !box.getAttribute("data-published-first")) {
+      return;
+    }
+    if (box.checked) {
+      box.setAttribute("data-before", first.value + " " + last.value);
+      first.value = box.getAttribute("data-published-first");
+      last.value = box.getAttribute("data-published-last");
+    } else if (box.hasAttribute("data-before")) {
+      var before = box.getAttribute("data-before").split(" ");
+      first.value = before[0];
+      last.value = before[1];
+    }
   });
 
   // The server validates every field and answers in German beside it; the
@@ -120,6 +215,13 @@
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("form.admin-form").forEach(function (form) {
       form.noValidate = true;
+    });
+    // The page of one job (reached by reload or without the form's script) follows it too.
+    document.querySelectorAll("[data-job-page]").forEach(function (root) {
+      var status = root.querySelector("[data-job-status]");
+      if (status && !status.querySelector(".alert")) {
+        followJob(root, root.getAttribute("data-status-url"), false, function () {});
+      }
     });
   });
 })();
