@@ -246,9 +246,16 @@ def login(walker: Walker, email: str) -> None:
         page.click("#submit")
 
 
-def walk_anonymous(walker: Walker) -> None:
+def walk_anonymous(walker: Walker, app: Flask) -> None:
     """The login (plain and after a wrong password), the 404 page, the public pages."""
     page = walker.page
+    public = set()
+    for _endpoint, path in page_routes(app):
+        response = walker.goto(path)
+        final = page.url.split("?")[0]
+        if response is not None and response.ok and "/login" not in final and final not in public:
+            public.add(final)
+            walker.record("öffentliche Seite")
     walker.goto("/login")
     walker.record("Anmeldung")
     page.fill("#email", "niemand@example.org")
@@ -292,7 +299,7 @@ def _walk(database: Any, reference_image: Any, workdir: Path) -> dict[str, list[
                 try:
                     walker = Walker(context.new_page(), base, role)
                     if email is None:
-                        walk_anonymous(walker)
+                        walk_anonymous(walker, app)
                     else:
                         walk_role(walker, app, email)
                     results[role] = walker.states
