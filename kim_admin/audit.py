@@ -183,7 +183,8 @@ def init_app(app: Any) -> None:
 
 # --- display (the Protokoll view) ---------------------------------------------------
 
-#: German words for the trail's actions; workflow steps are "submission_<step>".
+#: German words for the trail's actions. Workflow steps ("submission_<step>") take the
+#: words of the workflow itself (kim_admin.monitoring.workflow), as the entry page does.
 ACTION_LABELS = {
     "create": "angelegt",
     "update": "geändert",
@@ -197,11 +198,6 @@ ACTION_LABELS = {
     "export": "Export",
     "import": "Import",
     "warnings_acknowledged": "Warnungen bestätigt",
-    "submission_submit": "Meldung abgeschlossen",
-    "submission_withdraw": "Meldung zurückgezogen",
-    "submission_approve": "Meldung freigegeben",
-    "submission_return": "Meldung zurückgegeben",
-    "submission_unapprove": "Freigabe aufgehoben",
     "submission_exception": "Ausnahme gewährt",
     "submission_exception_revoked": "Ausnahme aufgehoben",
     "demo_reset": "Demo-Daten neu geladen",
@@ -234,11 +230,19 @@ OBJECT_LABELS = {
 EMPTY = "–"
 
 
+def action_labels() -> dict[str, str]:
+    """Every action's German words, the workflow's steps included."""
+    from .monitoring.workflow import TRANSITIONS  # the workflow writes to this trail
+
+    steps = {f"submission_{name}": f"Meldung {t.done}" for name, t in TRANSITIONS.items()}
+    return {**steps, **ACTION_LABELS}
+
+
 def action_label(action: str | None) -> str:
     """``Anmeldung`` for ``login``; unknown actions as they are."""
     if not action:
         return EMPTY
-    return ACTION_LABELS.get(action, action)
+    return action_labels().get(action, action)
 
 
 def object_label(object_type: str | None) -> str:

@@ -102,6 +102,8 @@ class State:
     title: str
     violations: list[dict[str, Any]] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
+    #: id (or role) of the element that has the focus when the page has loaded.
+    focus: str = ""
 
     def describe_violations(self) -> list[str]:
         """Readable lines: state, rule, impact, help and the first elements it hit."""
@@ -156,7 +158,12 @@ class Walker:
         page.wait_for_load_state("load")
         violations = page.evaluate(AXE_JS, AXE_TAGS)
         texts = page.evaluate(TEXTS_JS)
-        self.states.append(State(self.role, label, page.url, page.title(), violations, texts))
+        focus = page.evaluate(
+            "() => document.activeElement.id || document.activeElement.getAttribute('role') || ''"
+        )
+        self.states.append(
+            State(self.role, label, page.url, page.title(), violations, texts, focus)
+        )
 
     def goto(self, path: str) -> Any:
         return self.page.goto(path if path.startswith("http") else self.base + path)

@@ -121,7 +121,7 @@ class AuditEventView(SecureModelView):
 
     # German words for codes, and old/new values as a small table instead of a Python dict.
     column_choices = {
-        "action": sorted(audit.ACTION_LABELS.items(), key=lambda item: item[1]),
+        "action": sorted(audit.action_labels().items(), key=lambda item: item[1]),
         "object_type": sorted(audit.OBJECT_LABELS.items(), key=lambda item: item[1]),
     }
 
