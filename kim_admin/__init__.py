@@ -31,7 +31,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     # and the models import this package's extensions.
     from views import init_admin
 
-    from . import audit, auth, cli, errors, formatting, health, operations, security
+    from . import accessibility, audit, auth, cli, errors, formatting, health, operations, security
 
     operations.init_app(app)
     login_manager.init_app(app)
@@ -40,6 +40,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     auth.init_app(app)
     health.init_app(app)
+    accessibility.init_app(app)
     formatting.init_app(app)
     cli.init_app(app)
     init_admin(app)

@@ -179,3 +179,99 @@ def init_app(app: Any) -> None:
     ):
         if not event.contains(db.session, name, listener):
             event.listen(db.session, name, listener)
+
+
+# --- display (the Protokoll view) ---------------------------------------------------
+
+#: German words for the trail's actions. Workflow steps ("submission_<step>") take the
+#: words of the workflow itself (kim_admin.monitoring.workflow), as the entry page does.
+ACTION_LABELS = {
+    "create": "angelegt",
+    "update": "geändert",
+    "delete": "gelöscht",
+    "login": "Anmeldung",
+    "login_failed": "Anmeldung fehlgeschlagen",
+    "login_throttled": "Anmeldung gesperrt (zu viele Versuche)",
+    "logout": "Abmeldung",
+    "password_changed": "Passwort geändert",
+    "password_change_failed": "Passwortänderung fehlgeschlagen",
+    "export": "Export",
+    "import": "Import",
+    "warnings_acknowledged": "Warnungen bestätigt",
+    "submission_exception": "Ausnahme gewährt",
+    "submission_exception_revoked": "Ausnahme aufgehoben",
+    "demo_reset": "Demo-Daten neu geladen",
+    "audit_purge": "Protokoll bereinigt",
+}
+
+#: German names of the audited tables (and other objects of the trail).
+OBJECT_LABELS = {
+    "indicator": "Kennzahl",
+    "login_session": "Anmeldesitzung",
+    "monitoring_entry": "Kennzahlwert",
+    "municipality": "Kommune",
+    "needs_assessment": "Bedarfserhebung",
+    "partner": "Kooperationspartner",
+    "partner_municipality": "Partner–Kommune",
+    "partner_target_group": "Partner–Zielgruppe",
+    "post": "Stelle",
+    "post_target_group": "Stelle–Zielgruppe",
+    "reporting_period": "Meldezeitraum",
+    "report": "Evaluationsbericht",
+    "room": "Raum",
+    "submission": "Meldung",
+    "target_group": "Zielgruppe",
+    "user": "Benutzer",
+    "validation_rule": "Prüfregel",
+    "audit_event": "Protokoll",
+}
+
+#: Shown for an empty value, here and wherever a value may be missing.
+EMPTY = "–"
+
+
+def action_labels() -> dict[str, str]:
+    """Every action's German words, the workflow's steps included."""
+    from .monitoring.workflow import TRANSITIONS  # the workflow writes to this trail
+
+    steps = {f"submission_{name}": f"Meldung {t.done}" for name, t in TRANSITIONS.items()}
+    return {**steps, **ACTION_LABELS}
+
+
+def action_label(action: str | None) -> str:
+    """``Anmeldung`` for ``login``; unknown actions as they are."""
+    if not action:
+        return EMPTY
+    return action_labels().get(action, action)
+
+
+def object_label(object_type: str | None) -> str:
+    """``Raum`` for ``room``; unknown types as they are."""
+    if not object_type:
+        return EMPTY
+    return OBJECT_LABELS.get(object_type, object_type)
+
+
+def display_value(value: Any) -> str:
+    """One stored value as a reader expects it: Ja/Nein, 31.12.2025, 1,5, "–" for none."""
+    from .formatting import de_number
+
+    if value is None or value == "" or value == []:
+        return EMPTY
+    if isinstance(value, bool):
+        return "Ja" if value else "Nein"
+    if isinstance(value, int | float):
+        return de_number(value)
+    if isinstance(value, list):
+        return ", ".join(display_value(v) for v in value)
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {display_value(v)}" for k, v in value.items())
+    text = str(value)
+    try:
+        if len(text) == 10:
+            return date.fromisoformat(text).strftime("%d.%m.%Y")
+        if len(text) >= 16 and text[10] == "T":
+            return datetime.fromisoformat(text).strftime("%d.%m.%Y %H:%M")
+    except ValueError:
+        pass
+    return text

@@ -52,6 +52,8 @@ class Config:
     FLASK_ADMIN_RAISE_ON_INTEGRITY_ERROR = False
     # Days after a quarter's deadline during which municipalities may still edit.
     KIM_GRACE_DAYS = 14
+    # Whom users tell about accessibility barriers (Erklärung zur Barrierefreiheit, BITV §7).
+    KIM_ACCESSIBILITY_CONTACT = "barrierefreiheit@hochsauerlandkreis.de"
     # A login session ends after this many minutes without a request ...
     KIM_SESSION_IDLE_MINUTES = 60
     # ... and after this many hours in any case (a working day).
@@ -171,6 +173,8 @@ def load_environment(app: Flask) -> None:
         app.config["KIM_SUPPRESSION_WIDTH"] = int(env["KIM_SUPPRESSION_WIDTH"])
     if env.get("KIM_SUPPRESSION_THRESHOLD"):
         app.config["KIM_SUPPRESSION_THRESHOLD"] = int(env["KIM_SUPPRESSION_THRESHOLD"])
+    if env.get("KIM_ACCESSIBILITY_CONTACT"):
+        app.config["KIM_ACCESSIBILITY_CONTACT"] = env["KIM_ACCESSIBILITY_CONTACT"]
     if env.get("KIM_LOG_FORMAT"):
         app.config["KIM_LOG_FORMAT"] = env["KIM_LOG_FORMAT"]
     # gunicorn reads WEB_CONCURRENCY when no worker count is given; gunicorn.conf.py

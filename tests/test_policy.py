@@ -329,7 +329,7 @@ def test_district_manages_users(app, world, as_district):
 
 def test_district_reads_the_audit_log_which_nobody_changes(app, world, as_district):
     listing = text(as_district, "/audit_event/")
-    assert "login" in listing
+    assert "Anmeldung" in listing
     with app.app_context():
         event = db.session.scalar(select(AuditEvent.id).order_by(AuditEvent.id))
     assert as_district.get(f"/audit_event/details/?id={event}").status_code == 200

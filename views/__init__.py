@@ -6,6 +6,7 @@ from flask import Flask
 from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 
+from kim_admin.config import PROJECT_ROOT
 from kim_admin.security import csp_nonce
 from models import (
     AuditEvent,
@@ -58,6 +59,8 @@ def init_admin(app: Flask) -> Admin:
         index_view=HomeView(name="Start", url="/", endpoint="admin"),
         theme=Bootstrap4Theme(base_template="kim/base.html", fluid=True),
         csp_nonce_generator=csp_nonce,
+        # German texts Flask-Admin's own catalogue lacks (kim_admin/translations).
+        translations_path=str(PROJECT_ROOT / "kim_admin" / "translations"),
     )
     admin.add_views(
         MunicipalityView(Municipality, name="Kommunen", category=MASTER_DATA),

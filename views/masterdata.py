@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from wtforms.validators import Email, NumberRange, Optional, Regexp, ValidationError
 
+from kim_admin.audit import EMPTY
 from kim_admin.formatting import de_number
 from models import (
     BAUSTEINE,
@@ -61,6 +62,8 @@ class TargetGroupView(SecureModelView):
     column_searchable_list = ["name"]
     column_filters = ["legal_area", "active"]
     column_choices = {"legal_area": LEGAL_AREAS}
+    # Groups outside any Rechtskreis show a dash, not Python's "None".
+    column_formatters = {"legal_area": lambda v, c, m, n: m.legal_area or EMPTY}
     column_labels = {
         "name": "Bezeichnung",
         "legal_area": "Rechtskreis",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from flask_login import current_user
+from markupsafe import Markup
 from wtforms import PasswordField
 from wtforms.validators import Email, Optional, ValidationError
 
+from kim_admin import audit
 from kim_admin.accounts import PASSWORD_MIN_LENGTH, AccountError, check_password_rules
 from kim_admin.permissions import MUNICIPAL_STAFF, ROLES
 
@@ -116,3 +118,69 @@ class AuditEventView(SecureModelView):
         "old_values": "Alte Werte",
         "new_values": "Neue Werte",
     }
+
+    # German words for codes, and old/new values as a small table instead of a Python dict.
+    column_choices = {
+        "action": sorted(audit.action_labels().items(), key=lambda item: item[1]),
+        "object_type": sorted(audit.OBJECT_LABELS.items(), key=lambda item: item[1]),
+    }
+
+    def _values(self, context, model, name):
+        """``{"seats": 12}`` as a table: Plätze | 12, with the column labels of the data's view."""
+        values = getattr(model, name)
+        if not values:
+            return audit.EMPTY
+        if not isinstance(values, dict):
+            return audit.display_value(values)
+        labels = self._column_labels(model.object_type)
+        row = Markup('<tr><th scope="row">{}</th><td>{}</td></tr>')
+        rows = Markup("").join(
+            row.format(labels.get(key, key), audit.display_value(value))
+            for key, value in values.items()
+        )
+        caption = "Alte Werte" if name == "old_values" else "Neue Werte"
+        return Markup(
+            '<table class="kim-values"><caption class="sr-only">{}</caption>{}</table>'
+        ).format(caption, rows)
+
+    def _column_labels(self, object_type: str | None) -> dict[str, str]:
+        """The German column labels of the view that shows ``object_type`` rows."""
+        for view in self.admin._views:
+            if getattr(view, "endpoint", None) == object_type:
+                return {**COMMON_LABELS, **(getattr(view, "column_labels", None) or {})}
+        return COMMON_LABELS
+
+    column_formatters = {
+        "action": lambda view, context, model, name: audit.action_label(model.action),
+        "object_type": lambda view, context, model, name: audit.object_label(model.object_type),
+        "old_values": _values,
+        "new_values": _values,
+    }
+    column_formatters_detail = column_formatters
+
+
+#: Labels of columns many tables share (ids of related rows, bookkeeping).
+COMMON_LABELS = {
+    "id": "ID",
+    "name": "Name",
+    "municipality_id": "Kommune (ID)",
+    "target_group_id": "Zielgruppe (ID)",
+    "indicator_id": "Kennzahl (ID)",
+    "period_id": "Meldezeitraum (ID)",
+    "period": "Meldezeitraum",
+    "user_id": "Benutzer (ID)",
+    "created_at": "Angelegt am",
+    "created_by_id": "Angelegt von (ID)",
+    "value": "Wert",
+    "comment": "Kommentar",
+    "status": "Status",
+    "active": "Aktiv",
+    "by_target_group": "Nach Zielgruppen",
+    "exception_until": "Ausnahme bis",
+    "return_reason": "Grund der Rückgabe",
+    "cells": "Zellen",
+    "tables": "Tabellen",
+    "password_hash": "Passwort",
+    "export_type": "Format",
+    "publish": "Veröffentlichung",
+}
