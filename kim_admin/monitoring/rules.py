@@ -91,6 +91,23 @@ def codes_in(expression: str) -> set[str]:
     }
 
 
+def current_codes_in(expression: str) -> set[str]:
+    """Codes an expression reads from the quarter being entered (not inside ``prev``).
+
+    These are the cells a user can change to satisfy the rule, so the entry page
+    highlights them when the rule fails.
+    """
+    tree = parse(expression)
+    previous = {
+        id(node.args[0]) for node in ast.walk(tree) if isinstance(node, ast.Call) and node.args
+    }
+    return {
+        node.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Name) and node.id != "prev" and id(node) not in previous
+    }
+
+
 def evaluate(
     tree: ast.expr, current: Mapping[str, Decimal | None], previous: Mapping[str, Decimal | None]
 ) -> Decimal:
@@ -129,6 +146,16 @@ class Finding:
     target_group: str | None
     left: Decimal | None  # None when the rule could not be evaluated
     right: Decimal | None
+    #: Target group id of the scope (None: totals or a rule without breakdown).
+    group_id: int | None = None
+    #: The rule as written, to show both sides with their values.
+    left_side: str = ""
+    operator: str = ""
+    right_side: str = ""
+    #: Codes of the current quarter the rule reads: the cells that can fix it.
+    codes: tuple[str, ...] = ()
+    #: A warning explained by a comment on one of its cells (set by the entry form).
+    explained: bool = False
 
 
 def check_rules(
@@ -168,18 +195,77 @@ def check_rules(
             except Missing:
                 continue
             except ArithmeticError:  # e.g. an overflow of the decimal context
-                findings.append(_unusable(rule, group_name))
+                findings.append(_unusable(rule, group_name, group_id))
                 continue
             if not COMPARE[rule.operator](lhs, rhs):
                 findings.append(
                     Finding(
-                        rule.name, rule.severity == "blocking", rule.message, group_name, lhs, rhs
+                        rule.name,
+                        rule.severity == "blocking",
+                        rule.message,
+                        group_name,
+                        lhs,
+                        rhs,
+                        group_id,
+                        rule.left_side,
+                        rule.operator,
+                        rule.right_side,
+                        tuple(
+                            sorted(
+                                current_codes_in(rule.left_side) | current_codes_in(rule.right_side)
+                            )
+                        ),
                     )
                 )
     return findings
 
 
-def _unusable(rule: ValidationRule, group_name: str | None = None) -> Finding:
+def expectations(
+    values: Mapping[tuple[str, int | None], Decimal | None],
+    previous: Mapping[tuple[str, int | None], Decimal | None],
+    by_group: Mapping[str, bool],
+    group_names: Mapping[int, str],
+) -> dict[tuple[str, int | None], Decimal]:
+    """Values that equality rules expect of a single code, per (code, group id).
+
+    A rule ``CM_AKT = prev(CM_AKT) + CM_NEU - CM_ABG`` makes its right side the
+    expected value of ``CM_AKT``; the entry page shows it beside the input so a
+    clerk sees the figure the rule wants before saving. Sides that cannot be
+    computed yet (a value missing) give no expectation.
+    """
+    expected: dict[tuple[str, int | None], Decimal] = {}
+    rules = db.session.scalars(
+        select(ValidationRule)
+        .where(ValidationRule.active.is_(True), ValidationRule.operator == "=")
+        .order_by(ValidationRule.id)
+    )
+    for rule in rules:
+        try:
+            target, right = parse(rule.left_side), parse(rule.right_side)
+            codes = codes_in(rule.right_side) | codes_in(rule.left_side)
+        except RuleSyntaxError:
+            continue
+        if not isinstance(target, ast.Name):
+            continue
+        if codes and all(by_group.get(code) for code in codes):
+            scopes: list[int | None] = list(group_names)
+        else:
+            scopes = [None]
+        for group_id in scopes:
+            if group_id is None and by_group.get(target.id):
+                continue  # a total is not typed, so there is no input to show it beside
+            cur = _view(values, codes, group_id, by_group)
+            prev = _view(previous, codes, group_id, by_group)
+            try:
+                expected.setdefault((target.id, group_id), evaluate(right, cur, prev))
+            except (Missing, ArithmeticError):
+                continue
+    return expected
+
+
+def _unusable(
+    rule: ValidationRule, group_name: str | None = None, group_id: int | None = None
+) -> Finding:
     """A rule that cannot be evaluated is reported (as a warning), never a crash."""
     return Finding(
         rule.name,
@@ -189,6 +275,7 @@ def _unusable(rule: ValidationRule, group_name: str | None = None) -> Finding:
         group_name,
         None,
         None,
+        group_id,
     )
 
 
