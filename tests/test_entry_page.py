@@ -219,7 +219,7 @@ def test_one_grouped_message_per_rule_with_values_and_linked_cells(app, world, a
         assert f'href="#value-{key}">Aktive Fälle am Quartalsende</a>' in html
         cell = html[html.rindex("<td", 0, html.index(f'id="value-{key}"')) :]
         assert cell.startswith('<td class="entry-cell entry-cell-warning">')
-        assert f'id="expect-{key}">Erwartet: 11<' in html
+        assert re.search(rf'id="expect-{key}"[^>]*>Erwartet: 11<', html)
         assert 'href="#rule-1">Warnung 1' in cell[: cell.index("</td>")]
     # The closing cases rule holds (1 <= 10 + 2): no second message.
     assert "Abschlüsse höchstens" not in html
@@ -315,20 +315,56 @@ def test_expected_stock_only_with_every_term(app, world):
             if c.indicator.code == "CM_NEU"
         }
         assert monitoring.write_figures(world["arnsberg"], period, posted, user).ok
-        # Closed cases not yet entered: nothing to expect.
-        assert monitoring.expected_values(monitoring.cells(world["arnsberg"], period)) == {}
+        # Closed cases not yet entered: no value yet, but the page can add them up live.
         cells = monitoring.cells(world["arnsberg"], period)
+        expected = monitoring.expected_values(cells)
+        stock = {c.key: c for c in cells if c.indicator.code == "CM_AKT"}
+        assert set(expected) == set(stock)
+        geduldete = next(k for k, c in stock.items() if c.target_group.name == "Geduldete")
+        new, closed = (
+            next(
+                c.key
+                for c in cells
+                if c.indicator.code == code and c.target_group.name == "Geduldete"
+            )
+            for code in ("CM_NEU", "CM_ABG")
+        )
+        assert expected[geduldete] == monitoring.Expected(
+            None, Decimal(10), ((1, new), (-1, closed))
+        )
         posted = {
             c.key: monitoring.Posted("1", "", c.version)
             for c in cells
             if c.indicator.code == "CM_ABG"
         }
         assert monitoring.write_figures(world["arnsberg"], period, posted, user).ok
-        cells = monitoring.cells(world["arnsberg"], period)
-        expected = monitoring.expected_values(cells)
-        stock = {c.key for c in cells if c.indicator.code == "CM_AKT"}
-        assert set(expected) == stock
-        assert set(expected.values()) == {Decimal(12)}
+        expected = monitoring.expected_values(monitoring.cells(world["arnsberg"], period))
+        assert {e.value for e in expected.values()} == {Decimal(12)}
+
+
+def test_expected_stock_recomputed_while_typing(
+    app,
+    world,
+    accounts,
+    live_server,  # noqa: F811
+    page,  # noqa: F811
+):
+    expect = sync_api.expect
+    _previous_stock(app, world, 10)
+    problems = watch(page)
+    login(page, live_server, accounts.arnsberg)
+    page.goto(_entry_url(live_server, world))
+    stock_key = _keys(app, world, "CM_AKT")["Geduldete"]
+    note = page.locator(f"#expect-{stock_key}")
+    expect(note).to_be_hidden()
+    page.get_by_role("textbox", name="Neue Case-Management-Fälle, Geduldete, Fälle").fill("1.002")
+    page.get_by_role("textbox", name="Abgeschlossene Fälle, Geduldete, Fälle").fill("3")
+    expect(note).to_have_text("Erwartet: 1.009")
+    stock = page.get_by_role("textbox", name="Aktive Fälle am Quartalsende, Geduldete, Fälle")
+    expect(stock).to_have_accessible_description("Vorquartal: 10 Erlaubt: ab 0 Erwartet: 1.009")
+    page.get_by_role("textbox", name="Abgeschlossene Fälle, Geduldete, Fälle").fill("drei")
+    expect(note).to_be_hidden()
+    problems.assert_clean()
 
 
 # --- in the browser ------------------------------------------------------------------

@@ -352,17 +352,47 @@ def findings(entry_cells: list[Cell]) -> list[Finding]:
     ]
 
 
-def expected_values(entry_cells: list[Cell]) -> dict[str, Decimal]:
-    """Per cell key, the value an equality rule expects (e.g. the continued stock)."""
-    by_code_group = {
-        (c.indicator.code, c.target_group.id if c.target_group else None): c.key
-        for c in entry_cells
-    }
-    return {
-        by_code_group[k]: v
-        for k, v in expectations(*_rule_inputs(entry_cells)).items()
-        if k in by_code_group
-    }
+@dataclass(frozen=True)
+class Expected:
+    """The value a rule expects of a cell, and how the page recomputes it while typing."""
+
+    value: Decimal | None
+    constant: Decimal | None  # None: no live sum
+    inputs: tuple[tuple[int, str], ...]  # (sign, cell key) of the typed terms
+
+    @property
+    def live(self) -> bool:
+        return self.constant is not None
+
+
+def expected_values(entry_cells: list[Cell]) -> dict[str, Expected]:
+    """Per cell key, what an equality rule expects of it (e.g. the continued stock).
+
+    Only expectations that are known (from the stored figures) or can be
+    recomputed on the page (a plain sum whose previous-quarter part is known)
+    are returned.
+    """
+    keys: dict[tuple[str, int | None], str] = {}
+    by_code: dict[str, list[str]] = {}
+    for c in entry_cells:
+        gid = c.target_group.id if c.target_group else None
+        keys[(c.indicator.code, gid)] = c.key
+        by_code.setdefault(c.indicator.code, []).append(c.key)
+    result = {}
+    for (code, gid), found in expectations(*_rule_inputs(entry_cells)).items():
+        key = keys.get((code, gid))
+        if key is None:
+            continue
+        constant, inputs = found.constant, []
+        for sign, term, group in found.terms:
+            cells_of_term = [keys[(term, group)]] if (term, group) in keys else by_code.get(term)
+            if not cells_of_term:  # an indicator not on the form: no live sum
+                constant, inputs = None, []
+                break
+            inputs += [(sign, k) for k in cells_of_term]
+        if found.value is not None or constant is not None:
+            result[key] = Expected(found.value, constant, tuple(inputs))
+    return result
 
 
 @dataclass

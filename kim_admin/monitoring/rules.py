@@ -220,20 +220,47 @@ def check_rules(
     return findings
 
 
+@dataclass(frozen=True)
+class Expectation:
+    """What an equality rule expects of one input, e.g. the continued stock."""
+
+    #: The expected value from the stored figures (None while a term is missing).
+    value: Decimal | None
+    #: For a plain sum (``+``/``-`` of codes, ``prev`` and numbers): the part that
+    #: does not change while typing (previous quarter, numbers) ...
+    constant: Decimal | None
+    #: ... and the typed terms as (sign, code, group id or None for the total), so
+    #: the page can recompute the expectation while the clerk types.
+    terms: tuple[tuple[int, str, int | None], ...] = ()
+
+
+def _plain_sum(tree: ast.expr, sign: int = 1) -> list[tuple[int, ast.expr]] | None:
+    """The signed terms of a sum or difference; None for anything else (``*``, ``/``)."""
+    if isinstance(tree, ast.BinOp) and isinstance(tree.op, ast.Add | ast.Sub):
+        left = _plain_sum(tree.left, sign)
+        right = _plain_sum(tree.right, sign if isinstance(tree.op, ast.Add) else -sign)
+        return None if left is None or right is None else left + right
+    if isinstance(tree, ast.UnaryOp):
+        return _plain_sum(tree.operand, -sign if isinstance(tree.op, ast.USub) else sign)
+    if isinstance(tree, ast.Name | ast.Call | ast.Constant):
+        return [(sign, tree)]
+    return None
+
+
 def expectations(
     values: Mapping[tuple[str, int | None], Decimal | None],
     previous: Mapping[tuple[str, int | None], Decimal | None],
     by_group: Mapping[str, bool],
     group_names: Mapping[int, str],
-) -> dict[tuple[str, int | None], Decimal]:
-    """Values that equality rules expect of a single code, per (code, group id).
+) -> dict[tuple[str, int | None], Expectation]:
+    """What equality rules expect of a single code, per (code, group id).
 
     A rule ``CM_AKT = prev(CM_AKT) + CM_NEU - CM_ABG`` makes its right side the
     expected value of ``CM_AKT``; the entry page shows it beside the input so a
-    clerk sees the figure the rule wants before saving. Sides that cannot be
-    computed yet (a value missing) give no expectation.
+    clerk sees the figure the rule wants before saving (and, for a plain sum,
+    while typing).
     """
-    expected: dict[tuple[str, int | None], Decimal] = {}
+    expected: dict[tuple[str, int | None], Expectation] = {}
     rules = db.session.scalars(
         select(ValidationRule)
         .where(ValidationRule.active.is_(True), ValidationRule.operator == "=")
@@ -251,15 +278,32 @@ def expectations(
             scopes: list[int | None] = list(group_names)
         else:
             scopes = [None]
+        terms = _plain_sum(right)
         for group_id in scopes:
             if group_id is None and by_group.get(target.id):
                 continue  # a total is not typed, so there is no input to show it beside
+            if (target.id, group_id) in expected:
+                continue
             cur = _view(values, codes, group_id, by_group)
             prev = _view(previous, codes, group_id, by_group)
             try:
-                expected.setdefault((target.id, group_id), evaluate(right, cur, prev))
+                value: Decimal | None = evaluate(right, cur, prev)
             except (Missing, ArithmeticError):
-                continue
+                value = None
+            constant: Decimal | None = None
+            typed: list[tuple[int, str, int | None]] = []
+            if terms is not None:
+                constant = Decimal(0)
+                for sign, term in terms:
+                    if isinstance(term, ast.Name):
+                        typed.append((sign, term.id, group_id))
+                        continue
+                    try:
+                        constant += sign * evaluate(term, {}, prev)
+                    except (Missing, ArithmeticError):
+                        constant, typed = None, []
+                        break
+            expected[(target.id, group_id)] = Expectation(value, constant, tuple(typed))
     return expected
 
 

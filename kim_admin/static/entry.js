@@ -74,6 +74,43 @@
     });
   }
 
+  // The value an equality rule expects (the continued stock beside "Aktive Fälle"),
+  // recomputed while typing: a plain sum of the previous quarter and typed inputs.
+  function number(text) {
+    var value = (text || "").trim();
+    if (/^\d{1,3}(\.\d{3})+(,\d+)?$/.test(value)) {
+      value = value.replace(/\./g, "");  // 1.234,5
+    }
+    if (!/^\d+([.,]\d+)?$/.test(value)) {
+      return NaN;
+    }
+    return parseFloat(value.replace(",", "."));
+  }
+
+  function expectations() {
+    form.querySelectorAll("[data-expect-terms]").forEach(function (note) {
+      var sum = parseFloat(note.getAttribute("data-expect-base"));
+      note.getAttribute("data-expect-terms").trim().split(/\s+/).forEach(function (term) {
+        var input = document.getElementById(term.slice(1));
+        var value = input ? number(input.value) : NaN;
+        sum += term.charAt(0) === "-" ? -value : value;
+      });
+      var places = parseInt(note.getAttribute("data-places"), 10) || 0;
+      if (isNaN(sum)) {
+        note.hidden = true;
+        note.textContent = "";
+      } else {
+        note.hidden = false;
+        note.textContent = "Erwartet: " + sum.toLocaleString("de-DE", {
+          minimumFractionDigits: places, maximumFractionDigits: places
+        });
+      }
+    });
+  }
+
+  form.addEventListener("input", expectations);
+  expectations();
+
   // Coming back through the browser's history shows the page as it was left.
   window.addEventListener("pageshow", function (event) {
     if (event.persisted) {
