@@ -38,6 +38,7 @@ from werkzeug.serving import make_server
 
 from kim_admin import report
 from kim_admin.extensions import db
+from kim_admin.monitoring import status as statuses
 from models import (
     AuditEvent,
     Indicator,
@@ -399,8 +400,9 @@ def test_whole_reporting_cycle(
     reason = "Bitte Beratungskontakte prüfen"
     status = page.locator("#status")
     values = page.locator('input[name^="value-"]')
-    # BER_KONT is not broken down by target group: one input, labelled for screen readers.
-    contacts = page.get_by_label("Wert BER_KONT gesamt", exact=True)
+    # BER_KONT is not broken down by target group: one input, named for screen readers
+    # by indicator, target group and unit.
+    contacts = page.get_by_label("Beratungskontakte, gesamt, Kontakte", exact=True)
     problems = watch(page)
     ARTIFACTS.mkdir(exist_ok=True)
 
@@ -419,14 +421,14 @@ def test_whole_reporting_cycle(
     expect(status).to_have_text("Entwurf")
     expect(contacts).to_have_value("12")
     _submit_report(page)
-    expect(page.locator("#lock")).to_contain_text("abgegeben")
+    expect(page.locator("#lock")).to_contain_text("eingereicht")
     page.screenshot(path=str(ARTIFACTS / "cycle-submitted.png"), full_page=True)
 
     # 2. The district returns it with a reason.
     _logout(page)
     login(page, live_server, accounts.district)
     page.goto(entry_url)
-    expect(status).to_have_text("gemeldet")
+    expect(status).to_have_text(statuses.label(statuses.SUBMITTED))
     page.fill("#reason", reason)
     page.get_by_role("button", name="Zurückgeben", exact=True).click()
     expect(page.get_by_text("Meldung zurückgegeben.")).to_be_visible()
@@ -451,7 +453,7 @@ def test_whole_reporting_cycle(
     _logout(page)
     login(page, live_server, accounts.district)
     page.goto(entry_url)
-    expect(status).to_have_text("gemeldet")
+    expect(status).to_have_text(statuses.label(statuses.SUBMITTED))
     page.get_by_role("button", name="Freigeben", exact=True).click()
     expect(page.get_by_text("Meldung freigegeben.")).to_be_visible()
     expect(status).to_have_text("freigegeben")
@@ -467,7 +469,7 @@ def test_whole_reporting_cycle(
     expect(page.locator('input[name^="comment-"]:not([readonly])')).to_have_count(0)
     expect(contacts).to_have_value("15")
     expect(contacts).not_to_be_editable()
-    for name in ("Entwurf speichern", "Meldung abschließen", "Freigeben", "Zurückgeben"):
+    for name in ("Entwurf speichern", "Meldung einreichen", "Freigeben", "Zurückgeben"):
         expect(page.get_by_role("button", name=name, exact=True)).to_have_count(0)
     expect(page.locator('button[name="action"]')).to_have_count(0)
     page.screenshot(path=str(ARTIFACTS / "cycle-approved.png"), full_page=True)
@@ -564,7 +566,7 @@ def _municipality_id(app: Flask, name: str) -> int:
 
 
 def _submit_report(page: sync_api.Page) -> None:
-    """Click "Meldung abschließen", accept the confirmation and see the report submitted."""
+    """Click "Meldung einreichen", accept the one confirmation and see the report submitted."""
     questions: list[str] = []
 
     def accept(dialog: sync_api.Dialog) -> None:
@@ -572,10 +574,13 @@ def _submit_report(page: sync_api.Page) -> None:
         dialog.accept()
 
     page.once("dialog", accept)
-    page.get_by_role("button", name="Meldung abschließen", exact=True).click()
-    sync_api.expect(page.get_by_text("Die Meldung wurde abgeschlossen.")).to_be_visible()
-    sync_api.expect(page.locator("#status")).to_have_text("gemeldet")
-    assert questions == ["confirm: Meldung abschließen? Danach sind keine Änderungen mehr möglich."]
+    page.get_by_role("button", name="Meldung einreichen", exact=True).click()
+    sync_api.expect(page.get_by_text("Die Meldung wurde eingereicht")).to_be_visible()
+    sync_api.expect(page.locator("#status")).to_have_text(statuses.label(statuses.SUBMITTED))
+    assert questions == [
+        "confirm: Meldung einreichen? Danach prüft die Kreisverwaltung; ändern können Sie die "
+        "Zahlen erst nach Zurückziehen oder Rückgabe."
+    ]
 
 
 def _logout(page: sync_api.Page) -> None:

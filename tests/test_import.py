@@ -167,7 +167,7 @@ def test_import_refused_when_locked(app, world, as_arnsberg):
         db.session.commit()
     response = _upload(as_arnsberg, world, book)
     page = as_arnsberg.get(response.headers["Location"]).get_data(as_text=True)
-    assert "abgegeben" in page and _count(app) == 0
+    assert "Die Meldung ist eingereicht" in page and _count(app) == 0
 
 
 def test_tampered_token_refused(app, world, as_arnsberg):

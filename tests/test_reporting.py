@@ -221,7 +221,7 @@ def test_entry_page_shows_every_indicator_and_previous_value(app, world, as_arns
     for code in ("CM_NEU", "CM_ABG", "CM_AKT", "BER_KONT", "VERM", "FALLKONF", "VZAE_BES"):
         assert code in html
     assert html.count('name="value-') == 3 * groups + 4
-    assert ">42<" in html.replace(" ", "")
+    assert "Vorquartal: 42<" in html
     assert "0 bis 100" in html  # allowed range of VZAE_BES
 
 
@@ -276,7 +276,7 @@ def test_submit_checks_completeness(app, world, as_arnsberg):
     data = _fill(app, world, value="", BER_KONT="3")
     response = as_arnsberg.post(_url(world), {**data, "action": "submit"})
     html = response.get_data(as_text=True)
-    assert "Werte fehlen" in html
+    assert "Wert oder Kommentar fehlt." in html
     assert _status(app, world) == "draft"
     assert _entries(app, world, "BER_KONT") == [Decimal(3)]  # the draft was kept
 
@@ -306,7 +306,7 @@ def test_warning_needs_acknowledgement(app, world, as_arnsberg):
     # 10 + 2 - 1 = 11, but 12 reported: only a warning.
     data = _fill(app, world, value="0", CM_NEU="2", CM_ABG="1", CM_AKT="12")
     html = as_arnsberg.post(_url(world), {**data, "action": "submit"}).get_data(as_text=True)
-    assert "Warnungen sind zu bestätigen" in html and _status(app, world) == "draft"
+    assert "Warnungen der Plausibilitätsprüfung" in html and _status(app, world) == "draft"
     response = as_arnsberg.post(
         _url(world),
         {
@@ -360,7 +360,7 @@ def test_whole_cycle_and_locking(app, world, as_arnsberg, as_district):
     html = as_arnsberg.post(
         url, {**_fill(app, world, value="9"), "action": "save"}, follow_redirects=True
     ).get_data(as_text=True)
-    assert "Die Meldung ist abgegeben" in html
+    assert "Die Meldung ist eingereicht" in html
     assert _entries(app, world, "BER_KONT") == [Decimal(0)]
     # ... and the generic list has no edit form at all (one way to enter figures).
     with app.app_context():
@@ -505,4 +505,4 @@ def test_district_cannot_submit_twice(app, world, as_district):
         url, {**_fill(app, world, value="0"), "action": "submit"}, follow_redirects=True
     )
     assert again.status_code == 200
-    assert "kann nicht abgeschlossen werden" in again.get_data(as_text=True)
+    assert "kann nicht eingereicht werden" in again.get_data(as_text=True)

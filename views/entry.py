@@ -7,6 +7,7 @@ asks the package, and renders or redirects.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from datetime import date
 
 from flask import abort, current_app, flash, redirect, request, send_file, url_for
@@ -48,6 +49,75 @@ def _date_field(name: str) -> date | None:
         return date.fromisoformat(raw[:10])
     except ValueError as exc:
         raise workflow.TransitionError("Bitte ein gültiges Datum angeben.") from exc
+
+
+#: Gaps listed one by one in the error summary; more are counted.
+MAX_LISTED_GAPS = 20
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One line of the error summary: what is wrong and where (an anchor), if anywhere."""
+
+    text: str
+    href: str | None = None
+
+
+@dataclass(frozen=True)
+class Problems:
+    """The error summary at the top of a failed save or submission."""
+
+    heading: str
+    items: list[Problem]
+
+
+def _problems(
+    errors: dict[str, str],
+    check: entry.SubmitCheck | None,
+    entry_cells: list[entry.Cell],
+    reports: list[entry.RuleReport],
+) -> Problems | None:
+    """What stopped a save or a submission, each item linked to its field."""
+    by_key = {c.key: c for c in entry_cells}
+    if errors:
+        items = [
+            Problem(f"{by_key[key].title}: {text}", f"#value-{key}")
+            for key, text in errors.items()
+            if key in by_key
+        ]
+        if "_form" in errors:
+            return Problems(errors["_form"], items)
+        return Problems(
+            "Bitte die markierten Eingaben korrigieren; es wurde nichts gespeichert.", items
+        )
+    if check is None:  # a submission that passed has redirected already
+        return None
+    items = [
+        Problem(f"{c.title}: Wert oder Kommentar fehlt.", f"#value-{c.key}")
+        for c in check.gaps[:MAX_LISTED_GAPS]
+    ]
+    if len(check.gaps) > MAX_LISTED_GAPS:
+        items.append(Problem(f"… und {len(check.gaps) - MAX_LISTED_GAPS} weitere fehlende Werte."))
+    for report in reports:
+        if report.kind == "blocking":
+            items.append(
+                Problem(
+                    f"{report.finding.rule_name}: blockierende Prüfregel verletzt.",
+                    f"#{report.anchor}",
+                )
+            )
+    if check.warnings:
+        items.append(
+            Problem(
+                "Warnungen der Plausibilitätsprüfung: bitte im Kommentar der markierten "
+                "Zellen erklären oder bestätigen.",
+                "#acknowledge",
+            )
+        )
+    return Problems(
+        "Die Meldung wurde nicht eingereicht; Ihre Zahlen sind als Entwurf gespeichert.",
+        items,
+    )
 
 
 class DataEntryView(SecureView):
@@ -103,27 +173,23 @@ class DataEntryView(SecureView):
                     flash(str(exc), "error")
                     return redirect(self._here(town, period))
                 if not check.refused(acknowledged):
-                    flash("Die Meldung wurde abgeschlossen.", "success")
+                    flash(
+                        "Die Meldung wurde eingereicht "
+                        f"(Status: {status.label(status.SUBMITTED)}).",
+                        "success",
+                    )
                     return redirect(self._here(town, period))
-                flash(
-                    "Die Meldung ist noch nicht vollständig oder plausibel; "
-                    "Ihre Zahlen sind als Entwurf gespeichert.",
-                    "error",
-                )
-                typed = {}
-            elif "_form" in errors and len(errors) == 1:
-                flash(errors["_form"], "error")
-            else:
-                flash(
-                    "Bitte die markierten Eingaben korrigieren; es wurde nichts gespeichert.",
-                    "error",
-                )
+                typed = {}  # saved as a draft: the page shows the stored figures
 
         entry_cells = entry.cells(town.id, period)
+        found = entry.findings(entry_cells)
+        reports = entry.rule_reports(found, entry_cells)
+        groups, rows = entry.matrix(entry_cells)
         submission = workflow.find_submission(town.id, period)
         current = submission.status if submission else None
         lock = workflow.lock_reason(current_user, town.id, period)
         is_district = current_user.role == DISTRICT_ADMIN
+        editable = lock is None and self.allowed(EDIT)
         return self.render(
             "kim/entry.html",
             towns=towns,
@@ -131,21 +197,29 @@ class DataEntryView(SecureView):
             town=town,
             period=period,
             cells=entry_cells,
+            groups=groups,
+            rows=rows,
             typed=typed,
             errors=errors,
             check=check,
+            problems=_problems(errors, check, entry_cells, reports),
+            reports=reports,
+            marked=entry.marked_cells(reports),
+            expected=entry.expected_values(entry_cells),
+            # Warnings nobody explained yet: the one confirmation a submission needs.
+            open_warnings=[r for r in reports if r.kind == "warning"],
             submission=submission,
             state=status.get(current),
+            submitted_label=status.label(status.SUBMITTED),
             return_reason=submission.return_reason if current == status.RETURNED else None,
             lock=lock,
-            editable=lock is None and self.allowed(EDIT),
-            can_submit=lock is None and self.allowed(EDIT) and current in status.EDITABLE,
+            editable=editable,
+            can_submit=editable and current in status.EDITABLE,
             can_withdraw=current_user.role == MUNICIPAL_STAFF and current == status.SUBMITTED,
             can_review=is_district and current == status.SUBMITTED,
             can_unapprove=is_district and current == status.APPROVED,
             first_submitted=workflow.first_submitted(submission) if submission else None,
             on_time=workflow.on_time(submission),
-            current_findings=entry.findings(entry_cells),
             range_text=entry.range_text,
             edit_until=workflow.edit_deadline(period),
             is_district=is_district,

@@ -11,7 +11,7 @@ Testable without HTTP.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -25,7 +25,7 @@ from kim_admin.formatting import de_number, parse_decimal
 from models import VALUE_MAX, AuditEvent, Indicator, MonitoringEntry, ReportingPeriod, TargetGroup
 
 from . import periods
-from .rules import Finding, check_rules
+from .rules import Finding, check_rules, expectations
 from .workflow import lock_reason, submission_for, transition
 
 #: Longest text accepted in a value input (a number needs far fewer characters).
@@ -56,6 +56,54 @@ class Cell:
         """``CM_NEU – Geduldete`` or ``BER_KONT – gesamt``."""
         group = self.target_group.name if self.target_group else "gesamt"
         return f"{self.indicator.code} – {group}"
+
+    @property
+    def title(self) -> str:
+        """What a person calls the cell: ``Neue Case-Management-Fälle – Geduldete``."""
+        group = self.target_group.name if self.target_group else "gesamt"
+        return f"{self.indicator.name} – {group}"
+
+    @property
+    def comment(self) -> str:
+        """The stored comment, stripped ("" when there is none)."""
+        return ((self.entry.comment if self.entry else None) or "").strip()
+
+
+@dataclass
+class MatrixRow:
+    """One indicator of the entry matrix: its cells by target group id (None: total)."""
+
+    indicator: Indicator
+    by_group: dict[int | None, Cell]
+
+    @property
+    def broken_down(self) -> bool:
+        return self.indicator.by_target_group
+
+    @property
+    def total(self) -> Decimal | None:
+        """Sum of the stored values of a broken-down indicator (None if none is stored)."""
+        stored = [
+            c.entry.value for c in self.by_group.values() if c.entry and c.entry.value is not None
+        ]
+        return sum(stored, Decimal(0)) if stored else None
+
+
+def matrix(entry_cells: list[Cell]) -> tuple[list[TargetGroup], list[MatrixRow]]:
+    """The cells as indicator rows × target-group columns, as the Excel template has them.
+
+    Indicators without a breakdown have only the total cell (key None); the
+    columns are the target groups of the broken-down indicators, in form order.
+    """
+    groups: dict[int, TargetGroup] = {}
+    rows: dict[int, MatrixRow] = {}
+    for c in entry_cells:
+        row = rows.setdefault(c.indicator.id, MatrixRow(c.indicator, {}))
+        gid = c.target_group.id if c.target_group else None
+        row.by_group[gid] = c
+        if c.target_group is not None:
+            groups.setdefault(c.target_group.id, c.target_group)
+    return list(groups.values()), list(rows.values())
 
 
 @dataclass
@@ -257,8 +305,8 @@ def gaps(entry_cells: list[Cell]) -> list[Cell]:
     ]
 
 
-def findings(entry_cells: list[Cell]) -> list[Finding]:
-    """Rule violations of the stored figures of one municipality's quarter."""
+def _rule_inputs(entry_cells: list[Cell]) -> tuple[dict, dict, dict, dict]:
+    """The stored figures as the rule engine reads them."""
     values, previous, by_group, group_names = {}, {}, {}, {}
     for c in entry_cells:
         gid = c.target_group.id if c.target_group else None
@@ -267,7 +315,152 @@ def findings(entry_cells: list[Cell]) -> list[Finding]:
             group_names[c.target_group.id] = c.target_group.name
         values[(c.indicator.code, gid)] = c.entry.value if c.entry else None
         previous[(c.indicator.code, gid)] = c.previous
-    return check_rules(values, previous, by_group, group_names)
+    return values, previous, by_group, group_names
+
+
+def finding_cells(finding: Finding, entry_cells: list[Cell]) -> list[Cell]:
+    """The cells of this quarter a finding reads: those that can fix (or explain) it.
+
+    A finding of one target group names that group's cells; a finding on totals
+    names every cell of its codes.
+    """
+    return [
+        c
+        for c in entry_cells
+        if c.indicator.code in finding.codes
+        and (
+            finding.group_id is None
+            or (c.target_group is not None and c.target_group.id == finding.group_id)
+        )
+    ]
+
+
+def findings(entry_cells: list[Cell]) -> list[Finding]:
+    """Rule violations of the stored figures of one municipality's quarter.
+
+    A warning counts as explained (``explained=True``) once one of its cells
+    carries a comment: the rules' messages ask the municipality to "check or
+    explain in the comment", and an explained warning needs no acknowledgement
+    before submitting. Blocking findings are never explained away.
+    """
+    found = check_rules(*_rule_inputs(entry_cells))
+    return [
+        replace(f, explained=True)
+        if not f.blocking and any(c.comment for c in finding_cells(f, entry_cells))
+        else f
+        for f in found
+    ]
+
+
+@dataclass(frozen=True)
+class Expected:
+    """The value a rule expects of a cell, and how the page recomputes it while typing."""
+
+    value: Decimal | None
+    constant: Decimal | None  # None: no live sum
+    inputs: tuple[tuple[int, str], ...]  # (sign, cell key) of the typed terms
+
+    @property
+    def live(self) -> bool:
+        return self.constant is not None
+
+
+def expected_values(entry_cells: list[Cell]) -> dict[str, Expected]:
+    """Per cell key, what an equality rule expects of it (e.g. the continued stock).
+
+    Only expectations that are known (from the stored figures) or can be
+    recomputed on the page (a plain sum whose previous-quarter part is known)
+    are returned.
+    """
+    keys: dict[tuple[str, int | None], str] = {}
+    by_code: dict[str, list[str]] = {}
+    for c in entry_cells:
+        gid = c.target_group.id if c.target_group else None
+        keys[(c.indicator.code, gid)] = c.key
+        by_code.setdefault(c.indicator.code, []).append(c.key)
+    result = {}
+    for (code, gid), found in expectations(*_rule_inputs(entry_cells)).items():
+        key = keys.get((code, gid))
+        if key is None:
+            continue
+        constant, inputs = found.constant, []
+        for sign, term, group in found.terms:
+            cells_of_term = [keys[(term, group)]] if (term, group) in keys else by_code.get(term)
+            if not cells_of_term:  # an indicator not on the form: no live sum
+                constant, inputs = None, []
+                break
+            inputs += [(sign, k) for k in cells_of_term]
+        if found.value is not None or constant is not None:
+            result[key] = Expected(found.value, constant, tuple(inputs))
+    return result
+
+
+@dataclass
+class RuleItem:
+    """One scope (target group or totals) in which a rule fails, with its cells."""
+
+    finding: Finding
+    cells: list[Cell]
+
+    @property
+    def scope(self) -> str:
+        return self.finding.target_group or "insgesamt"
+
+    @property
+    def kind(self) -> str:
+        """``blocking``, ``warning`` or ``explained`` for this scope's cells."""
+        if self.finding.blocking:
+            return "blocking"
+        return "explained" if self.finding.explained else "warning"
+
+
+@dataclass
+class RuleReport:
+    """A failed rule, grouped: one message with every scope it fails in."""
+
+    number: int
+    finding: Finding  # the first one; name, severity, message and sides are shared
+    items: list[RuleItem]
+
+    @property
+    def anchor(self) -> str:
+        return f"rule-{self.number}"
+
+    @property
+    def explained(self) -> bool:
+        """A warning whose every failing scope is explained by a comment."""
+        return not self.finding.blocking and all(i.finding.explained for i in self.items)
+
+    @property
+    def kind(self) -> str:
+        """``blocking``, ``warning`` or ``explained`` (CSS class and wording)."""
+        if self.finding.blocking:
+            return "blocking"
+        return "explained" if self.explained else "warning"
+
+
+def rule_reports(found: list[Finding], entry_cells: list[Cell]) -> list[RuleReport]:
+    """Findings grouped per rule (blocking rules first), numbered for anchors."""
+    grouped: dict[tuple[str, bool], list[Finding]] = {}
+    for f in found:
+        grouped.setdefault((f.rule_name, f.blocking), []).append(f)
+    ordered = sorted(grouped.values(), key=lambda fs: not fs[0].blocking)
+    return [
+        RuleReport(n, fs[0], [RuleItem(f, finding_cells(f, entry_cells)) for f in fs])
+        for n, fs in enumerate(ordered, start=1)
+    ]
+
+
+def marked_cells(reports: list[RuleReport]) -> dict[str, list[tuple[RuleReport, RuleItem]]]:
+    """Per cell key, the failed rules (and scopes) that name it, to highlight and link it."""
+    marked: dict[str, list[tuple[RuleReport, RuleItem]]] = {}
+    for report in reports:
+        for item in report.items:
+            for c in item.cells:
+                marks = marked.setdefault(c.key, [])
+                if all(r is not report for r, _ in marks):
+                    marks.append((report, item))
+    return marked
 
 
 @dataclass
@@ -276,7 +469,7 @@ class SubmitCheck:
 
     gaps: list[Cell]
     blocking: list[Finding]
-    warnings: list[Finding]
+    warnings: list[Finding]  # those no comment explains
 
     def refused(self, acknowledged: bool) -> bool:
         return bool(self.gaps or self.blocking or (self.warnings and not acknowledged))
@@ -286,12 +479,14 @@ def submit(
     municipality_id: int, period: ReportingPeriod, user: Any, acknowledged: bool = False
 ) -> SubmitCheck:
     """Submit the quarter if it is complete, passes every blocking rule and the user
-    acknowledged the warnings; commit. Returns the check either way; a refused
+    acknowledged the warnings no comment explains; commit. Returns the check either way; a refused
     transition (wrong status, locked) raises :class:`~.workflow.TransitionError`."""
     entry_cells = cells(municipality_id, period)
     found = findings(entry_cells)
     check = SubmitCheck(
-        gaps(entry_cells), [f for f in found if f.blocking], [f for f in found if not f.blocking]
+        gaps(entry_cells),
+        [f for f in found if f.blocking],
+        [f for f in found if not f.blocking and not f.explained],
     )
     if check.refused(acknowledged):
         return check

@@ -91,6 +91,23 @@ def codes_in(expression: str) -> set[str]:
     }
 
 
+def current_codes_in(expression: str) -> set[str]:
+    """Codes an expression reads from the quarter being entered (not inside ``prev``).
+
+    These are the cells a user can change to satisfy the rule, so the entry page
+    highlights them when the rule fails.
+    """
+    tree = parse(expression)
+    previous = {
+        id(node.args[0]) for node in ast.walk(tree) if isinstance(node, ast.Call) and node.args
+    }
+    return {
+        node.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Name) and node.id != "prev" and id(node) not in previous
+    }
+
+
 def evaluate(
     tree: ast.expr, current: Mapping[str, Decimal | None], previous: Mapping[str, Decimal | None]
 ) -> Decimal:
@@ -129,6 +146,16 @@ class Finding:
     target_group: str | None
     left: Decimal | None  # None when the rule could not be evaluated
     right: Decimal | None
+    #: Target group id of the scope (None: totals or a rule without breakdown).
+    group_id: int | None = None
+    #: The rule as written, to show both sides with their values.
+    left_side: str = ""
+    operator: str = ""
+    right_side: str = ""
+    #: Codes of the current quarter the rule reads: the cells that can fix it.
+    codes: tuple[str, ...] = ()
+    #: A warning explained by a comment on one of its cells (set by the entry form).
+    explained: bool = False
 
 
 def check_rules(
@@ -168,18 +195,121 @@ def check_rules(
             except Missing:
                 continue
             except ArithmeticError:  # e.g. an overflow of the decimal context
-                findings.append(_unusable(rule, group_name))
+                findings.append(_unusable(rule, group_name, group_id))
                 continue
             if not COMPARE[rule.operator](lhs, rhs):
                 findings.append(
                     Finding(
-                        rule.name, rule.severity == "blocking", rule.message, group_name, lhs, rhs
+                        rule.name,
+                        rule.severity == "blocking",
+                        rule.message,
+                        group_name,
+                        lhs,
+                        rhs,
+                        group_id,
+                        rule.left_side,
+                        rule.operator,
+                        rule.right_side,
+                        tuple(
+                            sorted(
+                                current_codes_in(rule.left_side) | current_codes_in(rule.right_side)
+                            )
+                        ),
                     )
                 )
     return findings
 
 
-def _unusable(rule: ValidationRule, group_name: str | None = None) -> Finding:
+@dataclass(frozen=True)
+class Expectation:
+    """What an equality rule expects of one input, e.g. the continued stock."""
+
+    #: The expected value from the stored figures (None while a term is missing).
+    value: Decimal | None
+    #: For a plain sum (``+``/``-`` of codes, ``prev`` and numbers): the part that
+    #: does not change while typing (previous quarter, numbers) ...
+    constant: Decimal | None
+    #: ... and the typed terms as (sign, code, group id or None for the total), so
+    #: the page can recompute the expectation while the clerk types.
+    terms: tuple[tuple[int, str, int | None], ...] = ()
+
+
+def _plain_sum(tree: ast.expr, sign: int = 1) -> list[tuple[int, ast.expr]] | None:
+    """The signed terms of a sum or difference; None for anything else (``*``, ``/``)."""
+    if isinstance(tree, ast.BinOp) and isinstance(tree.op, ast.Add | ast.Sub):
+        left = _plain_sum(tree.left, sign)
+        right = _plain_sum(tree.right, sign if isinstance(tree.op, ast.Add) else -sign)
+        return None if left is None or right is None else left + right
+    if isinstance(tree, ast.UnaryOp):
+        return _plain_sum(tree.operand, -sign if isinstance(tree.op, ast.USub) else sign)
+    if isinstance(tree, ast.Name | ast.Call | ast.Constant):
+        return [(sign, tree)]
+    return None
+
+
+def expectations(
+    values: Mapping[tuple[str, int | None], Decimal | None],
+    previous: Mapping[tuple[str, int | None], Decimal | None],
+    by_group: Mapping[str, bool],
+    group_names: Mapping[int, str],
+) -> dict[tuple[str, int | None], Expectation]:
+    """What equality rules expect of a single code, per (code, group id).
+
+    A rule ``CM_AKT = prev(CM_AKT) + CM_NEU - CM_ABG`` makes its right side the
+    expected value of ``CM_AKT``; the entry page shows it beside the input so a
+    clerk sees the figure the rule wants before saving (and, for a plain sum,
+    while typing).
+    """
+    expected: dict[tuple[str, int | None], Expectation] = {}
+    rules = db.session.scalars(
+        select(ValidationRule)
+        .where(ValidationRule.active.is_(True), ValidationRule.operator == "=")
+        .order_by(ValidationRule.id)
+    )
+    for rule in rules:
+        try:
+            target, right = parse(rule.left_side), parse(rule.right_side)
+            codes = codes_in(rule.right_side) | codes_in(rule.left_side)
+        except RuleSyntaxError:
+            continue
+        if not isinstance(target, ast.Name):
+            continue
+        if codes and all(by_group.get(code) for code in codes):
+            scopes: list[int | None] = list(group_names)
+        else:
+            scopes = [None]
+        terms = _plain_sum(right)
+        for group_id in scopes:
+            if group_id is None and by_group.get(target.id):
+                continue  # a total is not typed, so there is no input to show it beside
+            if (target.id, group_id) in expected:
+                continue
+            cur = _view(values, codes, group_id, by_group)
+            prev = _view(previous, codes, group_id, by_group)
+            try:
+                value: Decimal | None = evaluate(right, cur, prev)
+            except (Missing, ArithmeticError):
+                value = None
+            constant: Decimal | None = None
+            typed: list[tuple[int, str, int | None]] = []
+            if terms is not None:
+                constant = Decimal(0)
+                for sign, term in terms:
+                    if isinstance(term, ast.Name):
+                        typed.append((sign, term.id, group_id))
+                        continue
+                    try:
+                        constant += sign * evaluate(term, {}, prev)
+                    except (Missing, ArithmeticError):
+                        constant, typed = None, []
+                        break
+            expected[(target.id, group_id)] = Expectation(value, constant, tuple(typed))
+    return expected
+
+
+def _unusable(
+    rule: ValidationRule, group_name: str | None = None, group_id: int | None = None
+) -> Finding:
     """A rule that cannot be evaluated is reported (as a warning), never a crash."""
     return Finding(
         rule.name,
@@ -189,6 +319,7 @@ def _unusable(rule: ValidationRule, group_name: str | None = None) -> Finding:
         group_name,
         None,
         None,
+        group_id,
     )
 
 

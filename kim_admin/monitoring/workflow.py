@@ -47,8 +47,8 @@ TRANSITIONS = {
     for t in (
         Transition(
             "submit",
-            "abschließen",
-            "abgeschlossen",
+            "einreichen",
+            "eingereicht",
             frozenset({DRAFT, RETURNED}),
             SUBMITTED,
             frozenset({MUNICIPAL_STAFF, DISTRICT_ADMIN}),
@@ -325,7 +325,7 @@ def lock_reason(
         return None
     if current == SUBMITTED:
         return (
-            "Die Meldung ist abgegeben; Änderungen sind erst nach einer Rückgabe oder "
+            "Die Meldung ist eingereicht; Änderungen sind erst nach einer Rückgabe oder "
             "nach dem Zurückziehen der Meldung möglich."
         )
     return _date_lock(submission, period, today or date.today())
