@@ -160,7 +160,7 @@ PAGES = [
     ("Startseite", "/"),
     ("/dashboard.json", "/dashboard.json"),
     ("Meldestand", "/meldestand/"),
-    ("Versorgung", "/coverage/"),
+    ("Versorgung", "/versorgung/"),
 ]
 
 
