@@ -30,7 +30,7 @@ from .monitoring.status import RECEIVED, RETURNED
 from .monitoring.status import label as status_label
 from .monitoring.workflow import edit_deadline, lock_reason
 from .permissions import MUNICIPAL_STAFF, apply_scope
-from .scope import reachable_municipalities
+from .scope import municipalities_query, reachable_municipalities
 
 # Indicators compared quarter on quarter at the top of the page.
 CASE_CODES = ("CM_NEU", "CM_AKT")
@@ -94,6 +94,18 @@ def submission_status(user: Any, period: ReportingPeriod | None, today: date | N
         status = statuses.get(town.id)
         rows.append(TownStatus(town, status, late and status not in RECEIVED))
     return rows
+
+
+#: Rows of the start page's status table; the Meldestand page shows every municipality.
+STATUS_ROWS = 12
+
+
+def needing_attention(statuses: list[TownStatus], limit: int = STATUS_ROWS) -> list[TownStatus]:
+    """All rows when they fit, else the overdue ones first, then the other open ones."""
+    if len(statuses) <= limit:
+        return statuses
+    ranked = [s for s in statuses if s.overdue] + [s for s in statuses if s.open and not s.overdue]
+    return ranked[:limit]
 
 
 def fte_by_baustein(user: Any, today: date | None = None) -> list[tuple[str, float, float]]:
@@ -170,16 +182,91 @@ def case_figures(user: Any, periods: list[ReportingPeriod]) -> list[dict[str, An
     return result
 
 
-def chart_data(user: Any, today: date | None = None) -> dict[str, Any]:
-    """Each main indicator per quarter and municipality, for the charts (one query)."""
+#: Most municipalities a chart draws: more lines than this nobody can tell apart.
+CHART_TOWNS = 10
+#: Label of the line that sums every municipality of the user's scope.
+TOTAL_LABEL = "Kreis insgesamt"
+
+# One look per line: colour (each at least 3:1 against white, WCAG 1.4.11), dash
+# pattern and point style, so that no line is told apart by colour alone.
+LINE_COLOURS = (
+    "#0072B2",  # blue 5.1:1
+    "#C2410C",  # orange 5.2:1
+    "#047857",  # green 5.5:1
+    "#7E22CE",  # purple 7.0:1
+    "#B91C1C",  # red 6.5:1
+    "#4D7C0F",  # olive 5.4:1
+    "#0E7490",  # teal 5.4:1
+    "#A16207",  # ochre 4.9:1
+    "#BE185D",  # magenta 6.0:1
+    "#57534E",  # grey 7.6:1
+)
+LINE_DASHES = (
+    (),
+    (8, 4),
+    (2, 3),
+    (10, 3, 2, 3),
+    (4, 4),
+    (12, 6),
+    (2, 6),
+    (6, 2, 2, 2, 2, 2),
+    (16, 4),
+    (1, 2),
+)
+POINT_STYLES = (
+    "circle",
+    "triangle",
+    "rect",
+    "rectRot",
+    "crossRot",
+    "star",
+    "cross",
+    "rectRounded",
+    "line",
+    "dash",
+)
+TOTAL_STYLE = {"colour": "#000000", "dash": [], "point": "circle", "width": 4}
+
+
+def line_style(n: int) -> dict[str, Any]:
+    """The look of the ``n``-th line of a chart (colour, dash, point style)."""
+    return {
+        "colour": LINE_COLOURS[n % len(LINE_COLOURS)],
+        "dash": list(LINE_DASHES[n % len(LINE_DASHES)]),
+        "point": POINT_STYLES[n % len(POINT_STYLES)],
+        "width": 2,
+    }
+
+
+def per_thousand(value: float | None, population: int | None) -> float | None:
+    """``value`` per 1,000 inhabitants, one decimal (as the chart computes it)."""
+    if value is None or not population:
+        return None
+    return round(value / population * 1000, 1)
+
+
+def chart_data(
+    user: Any, today: date | None = None, selected: list[int] | None = None
+) -> dict[str, Any]:
+    """Each main indicator per quarter, as lines a person can read (one query).
+
+    Up to :data:`CHART_TOWNS` municipalities each get a line; with more, a chart
+    shows the ``selected`` ones (at most :data:`CHART_TOWNS`) or else the ten with
+    the highest values of the shown quarters, plus the total of all of them.
+    """
     periods = recent_periods(current_period(today))
     towns = towns_of(user)
+    by_id = {t.id: t for t in towns}
+    chosen = [by_id[i] for i in dict.fromkeys(selected or []) if i in by_id][:CHART_TOWNS]
     indicators = db.session.scalars(
         select(Indicator)
         .where(Indicator.active.is_(True), Indicator.decimal_places == 0)
         .order_by(Indicator.sort_order, Indicator.code)
     ).all()
-    values: dict[tuple[int, int, int], float] = {}
+    period_ids = [p.id for p in periods]
+    slot = {pid: n for n, pid in enumerate(period_ids)}
+    # indicator id -> town id -> one value per shown quarter (None: nothing reported)
+    values: dict[int, dict[int, list[float | None]]] = {i.id: {} for i in indicators}
     if periods and towns:
         query = apply_scope(
             select(
@@ -189,8 +276,13 @@ def chart_data(user: Any, today: date | None = None) -> dict[str, Any]:
                 func.sum(MonitoringEntry.value),
             )
             .where(
-                MonitoringEntry.period_id.in_([p.id for p in periods]),
-                MonitoringEntry.municipality_id.in_([t.id for t in towns]),
+                MonitoringEntry.period_id.in_(period_ids),
+                # The user's towns as a subquery, not a list of 396 parameters.
+                MonitoringEntry.municipality_id.in_(
+                    municipalities_query(user, participants_only=True)
+                    .with_only_columns(Municipality.id)
+                    .order_by(None)
+                ),
             )
             .group_by(
                 MonitoringEntry.indicator_id,
@@ -201,25 +293,70 @@ def chart_data(user: Any, today: date | None = None) -> dict[str, Any]:
             "monitoring_entry",
             user,
         )
+        empty = [None] * len(periods)
         for indicator_id, town_id, period_id, total in db.session.execute(query):
-            if total is not None:
-                values[(indicator_id, town_id, period_id)] = float(total)
+            row = values.get(indicator_id)
+            if row is None or total is None:
+                continue
+            if town_id not in row:
+                row[town_id] = list(empty)
+            row[town_id][slot[period_id]] = float(total)
+    many = len(towns) > CHART_TOWNS
+    mode = "selected" if many and chosen else ("top" if many else "all")
+    population = sum(t.population or 0 for t in towns)
+    names = {t.id: t.name for t in towns}
+    nothing = [None] * len(periods)
+
+    def series_of(indicator: Indicator) -> list[dict[str, Any]]:
+        rows = values[indicator.id]
+        if mode == "all":
+            shown = towns
+        elif mode == "selected":
+            shown = chosen
+        else:
+            weight = {tid: sum(v for v in row if v is not None) for tid, row in rows.items()}
+            ranked = sorted(weight, key=lambda tid: (-weight[tid], names[tid]))[:CHART_TOWNS]
+            shown = [by_id[tid] for tid in ranked]
+        lines = [
+            {
+                "municipality": t.name,
+                "population": t.population,
+                "values": list(rows.get(t.id, nothing)),
+                "style": line_style(n),
+            }
+            for n, t in enumerate(shown)
+        ]
+        if mode != "all":
+            totals: list[float | None] = list(nothing)
+            for row in rows.values():
+                for n, v in enumerate(row):
+                    if v is not None:
+                        totals[n] = (totals[n] or 0) + v
+            lines.append(
+                {
+                    "municipality": TOTAL_LABEL,
+                    "population": population,
+                    "values": totals,
+                    "style": TOTAL_STYLE,
+                    "total": True,
+                }
+            )
+        for line in lines:
+            line["per1000"] = [per_thousand(v, line["population"]) for v in line["values"]]
+        return lines
+
     return {
         "periods": [str(p) for p in periods],
+        "mode": mode,
+        "towns": len(towns),
+        "limit": CHART_TOWNS,
         "indicators": [
             {
                 "code": i.code,
                 "name": i.name,
                 "unit": i.unit,
                 "kind": i.kind,
-                "series": [
-                    {
-                        "municipality": t.name,
-                        "population": t.population,
-                        "values": [values.get((i.id, t.id, p.id)) for p in periods],
-                    }
-                    for t in towns
-                ],
+                "series": series_of(i),
             }
             for i in indicators
         ],

@@ -24,11 +24,13 @@ from flask_admin import BaseView, expose
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.ajax import QueryAjaxModelLoader
 from flask_admin.contrib.sqla.fields import QuerySelectField, QuerySelectMultipleField
+from flask_admin.contrib.sqla.filters import FilterEmpty
 from flask_admin.contrib.sqla.form import AdminModelConverter
 from flask_admin.model.form import converts
 from flask_login import current_user
+from sqlalchemy import func, literal_column
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Query, joinedload, selectinload
 from werkzeug.utils import secure_filename
 from wtforms import fields
 from wtforms.validators import DataRequired, Length, NumberRange, ValidationError
@@ -47,6 +49,7 @@ from kim_admin.permissions import (
     in_scope,
     is_scoped,
 )
+from models import User
 
 from .fields import GermanDecimalField
 
@@ -170,6 +173,43 @@ def blank_first(form: Any) -> Any:
     return form
 
 
+#: Columns read of a related row that a list shows (its ``__str__`` needs no more).
+#: A list of figures names the user who changed each one; it never loads the user's
+#: password hash or session token into the page's process.
+RELATION_COLUMNS: dict[type, tuple[str, ...]] = {User: ("id", "name", "email")}
+
+
+class CappedCount(int):
+    """A row count that stopped at the cap: "mehr als 10.000" on the page.
+
+    An ``int`` for Flask-Admin's pager (the pages up to the cap are offered), its
+    text for the template that prints the count beside the list's tab.
+    """
+
+    def __str__(self) -> str:
+        return f"mehr als {de_number(self - 1)}"
+
+    __html__ = __str__
+
+
+class CappedCountQuery(Query):
+    """A list's count query that counts at most ``cap`` rows.
+
+    Flask-Admin adds the filters and search to it as to any query and then asks
+    :meth:`scalar`; counting a million figures on every page view costs a scan,
+    counting up to the cap costs at most the cap's rows.
+    """
+
+    cap: int | None = None
+
+    def scalar(self) -> Any:
+        if not self.cap:
+            return super().scalar()
+        rows = self.with_entities(literal_column("1")).limit(self.cap + 1).subquery()
+        count = self.session.query(func.count()).select_from(rows).scalar()
+        return CappedCount(count) if count > self.cap else count
+
+
 #: Longest text a form field of a ``Text`` column takes (descriptions, notes, minutes).
 TEXT_MAX = 10_000
 
@@ -218,6 +258,14 @@ class KimModelConverter(AdminModelConverter):
         # PostgreSQL's integer holds ±2,147,483,647; SQLite would store more.
         field_args["validators"].append(_column_range(-(2**31), 2**31 - 1))
         return super().handle_integer_types(column, field_args, **extra)
+
+
+def _always_joined(item: Any) -> bool:
+    """Whether every row has a partner through relation ``item`` (NOT NULL foreign key)."""
+    prop = getattr(item, "property", None)
+    if prop is None or prop.uselist or not hasattr(prop, "local_columns"):
+        return False
+    return all(not column.nullable for column in prop.local_columns)
 
 
 class AccessMixin:
@@ -294,13 +342,13 @@ class SecureModelView(AccessMixin, ModelView):
     column_export_formats: dict[str, str] = {}
     #: Rows fetched per round trip from the server-side cursor of an export.
     export_batch_size = 2000
-    #: Columns holding counts of people: an export "für Veröffentlichung" shows small
-    #: ones as "." (list exports show no totals, so no secondary suppression is needed).
     #: Columns a published export ("für Veröffentlichung") takes from the audited
     #: publication of a calendar year: name -> ``locate(model) -> (year, cell key)``
     #: (see :mod:`kim_admin.report.publication` for the keys). Lists without any
     #: are working files and are not published.
     column_published: dict[str, Any] = {}
+    #: A list counts its rows up to here and then says "mehr als 10.000".
+    count_cap = 10_000
 
     def __init__(self, model: Any, **kwargs: Any) -> None:
         kwargs.setdefault("endpoint", model.__tablename__)
@@ -337,25 +385,133 @@ class SecureModelView(AccessMixin, ModelView):
         return permission is not None and self.allowed(permission)
 
     # --- loading ---------------------------------------------------------------
+    # A list page costs the same few queries at any size: a capped count, the page's
+    # keys (filtered, sorted and paged through indexes), and the page's rows with
+    # their single relations joined and their collections loaded in one more query.
     def scaffold_auto_joins(self) -> list[Any]:
-        """Join only single relations; collections are loaded by :meth:`get_query`.
+        """No joined loads in the list query itself; :meth:`with_loaders` adds them.
 
-        A joined load of a collection multiplies the rows and cannot be streamed
-        from a server-side cursor (``yield_per``), which the exports need.
+        The keys of a page are found without loading any relation (a deep page
+        then skips index entries, not joined rows), and a joined load of a
+        collection would multiply the rows and could not be streamed from a
+        server-side cursor (``yield_per``), which the exports need.
         """
         joins = super().scaffold_auto_joins()
         self._auto_collections = [j for j in joins if j.property.uselist]
-        return [j for j in joins if not j.property.uselist]
+        self._auto_singles = [j for j in joins if not j.property.uselist]
+        return []
+
+    def with_loaders(self, query: Any) -> Any:
+        """``query`` with the relations the list shows: single ones joined (only the
+        columns :data:`RELATION_COLUMNS` names for sensitive models), collections
+        loaded in one query per relation."""
+        for relation in getattr(self, "_auto_singles", ()):
+            option = joinedload(relation)
+            columns = RELATION_COLUMNS.get(relation.property.mapper.class_)
+            if columns:
+                target = relation.property.mapper.class_
+                option = option.load_only(*(getattr(target, c) for c in columns))
+            query = query.options(option)
+        for collection in getattr(self, "_auto_collections", ()):
+            query = query.options(selectinload(collection))
+        return query
+
+    def scaffold_filters(self, name: Any) -> Any:
+        """Flask-Admin's filters, without "leer" where it cannot mean anything.
+
+        A NOT NULL column reached through NOT NULL keys is never empty: the filter
+        could only scan the whole table to find nothing. A NOT NULL column behind a
+        nullable key (the target group of a figure) is empty exactly when the key
+        is, which an index on the key answers without a join.
+        """
+        filters = super().scaffold_filters(name)
+        if not filters:
+            return filters
+        kept = []
+        for flt in filters:
+            column = getattr(flt, "column", None)
+            if not isinstance(flt, FilterEmpty) or getattr(column, "nullable", True):
+                kept.append(flt)
+                continue
+            path = self._filter_joins.get(flt.key_name or column, [])
+            if all(_always_joined(item) for item in path):
+                continue
+            if len(path) == 1 and len(path[0].property.local_columns) == 1:
+                (key,) = path[0].property.local_columns
+                kept.append(FilterEmpty(key, flt.name))
+            else:
+                kept.append(flt)
+        return kept
+
+    def _apply_path_joins(
+        self, query: Any, joins: dict, path: Any, inner_join: bool = True
+    ) -> tuple[Any, dict, Any]:
+        """Join sorts and filters through inner joins where that changes no row.
+
+        Flask-Admin joins related tables for sorting and filtering with LEFT OUTER
+        JOIN, which fixes the join order: the database must read every row before it
+        can sort them. A relation whose foreign key is NOT NULL has a partner for
+        every row, so an inner join returns the same rows and lets an index on the
+        related table's sort column drive the query.
+        """
+        if not inner_join and path and all(_always_joined(item) for item in path):
+            inner_join = True
+        return super()._apply_path_joins(query, joins, path, inner_join=inner_join)
+
+    def _apply_sorting(
+        self, query: Any, joins: dict, sort_column: Any, sort_desc: bool
+    ) -> tuple[Any, dict]:
+        """The chosen sort, then the primary key: equal values keep one order, so
+        no row appears on two pages (or on none)."""
+        query, joins = super()._apply_sorting(query, joins, sort_column, sort_desc)
+        key = self.model.__mapper__.primary_key[0]
+        descending = sort_desc if sort_column is not None else self._default_descending()
+        return query.order_by(key.desc() if descending else key.asc()), joins
+
+    def _default_descending(self) -> bool:
+        order = self.column_default_sort
+        if isinstance(order, list) and order:
+            order = order[-1]
+        return bool(isinstance(order, tuple) and order[1])
+
+    def get_list(
+        self,
+        page: int | None,
+        sort_column: Any,
+        sort_desc: bool,
+        search: str | None,
+        filters: Any,
+        execute: bool = True,
+        page_size: int | None = None,
+    ) -> tuple[int | None, Any]:
+        """Find the page's keys first, then load those rows (a deferred join).
+
+        Skipping 250,000 rows of a deep page then walks an index of keys, not joined
+        rows with every column; the second query loads 50 rows by primary key.
+        """
+        count, query = super().get_list(
+            page, sort_column, sort_desc, search, filters, execute=False, page_size=page_size
+        )
+        if not execute:
+            return count, self.with_loaders(query)
+        key = self.model.__mapper__.primary_key[0]
+        keys = [row[0] for row in query.with_entities(key)]
+        if not keys:
+            return count, []
+        rows = {
+            getattr(row, key.key): row
+            for row in self.with_loaders(self.get_query()).filter(key.in_(keys))
+        }
+        return count, [rows[k] for k in keys if k in rows]
 
     # --- municipal scope -------------------------------------------------------
     def get_query(self) -> Any:
-        query = super().get_query()
-        for collection in getattr(self, "_auto_collections", ()):
-            query = query.options(selectinload(collection))
-        return apply_scope(query, self.model, self.resource, current_user)
+        return apply_scope(super().get_query(), self.model, self.resource, current_user)
 
     def get_count_query(self) -> Any:
-        return apply_scope(super().get_count_query(), self.model, self.resource, current_user)
+        query = CappedCountQuery([func.count("*")], session=db.session()).select_from(self.model)
+        query.cap = self.count_cap
+        return apply_scope(query, self.model, self.resource, current_user)
 
     def get_one(self, id: Any) -> Any:
         obj = super().get_one(id)

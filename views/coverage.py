@@ -116,6 +116,10 @@ class CoverageFilter(FlaskForm):
     )
 
 
+#: Rows of the coverage matrix per page (396 municipalities × 11 groups would be 4,356).
+COVERAGE_PAGE = 110
+
+
 class CoverageView(SecureView):
     """Versorgungsmatrix: municipality × target group, with gaps and parallel structures."""
 
@@ -159,15 +163,21 @@ class CoverageView(SecureView):
 
     @expose("/")
     def index(self):
-        """The matrix with its filters."""
+        """The matrix with its filters, one page of rows at a time (the export has all)."""
         form, rows = self._filters()
+        pages = max(1, -(-len(rows) // COVERAGE_PAGE))
+        page = min(max(request.args.get("seite", 1, type=int), 1), pages)
+        args = {k: v for k, v in request.args.items() if k not in ("publish", "seite")}
         return self.render(
             "kim/coverage.html",
             form=form,
-            rows=rows,
+            rows=rows[(page - 1) * COVERAGE_PAGE : page * COVERAGE_PAGE],
+            row_count=len(rows),
+            page=page,
+            pages=pages,
             gaps=sum(1 for r in rows if r.gap),
             parallels=sum(1 for r in rows if r.parallel),
-            args=_without_publish(),
+            args=args,
             can_publish=not is_scoped(current_user, "municipality"),
         )
 

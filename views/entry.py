@@ -395,6 +395,10 @@ class DataEntryView(SecureView):
         flash(REVIEW_MESSAGES[action], "success")
 
 
+#: Municipalities per page of the Meldestand matrix.
+MELDESTAND_PAGE = 50
+
+
 class MeldestandView(SecureView):
     """Municipality × quarter: status, punctuality and the reporting rate."""
 
@@ -415,13 +419,23 @@ class MeldestandView(SecureView):
         shown = periods.between(first, last) if first and last else []
         towns = reachable_municipalities(current_user, participants_only=True)
         by_cell = workflow.submissions_by_cell([p.id for p in shown], [t.id for t in towns])
+        # The rates count every municipality; the matrix shows one page of them.
+        pages = max(1, -(-len(towns) // MELDESTAND_PAGE))
+        page = min(max(request.args.get("seite", 1, type=int), 1), pages)
         return self.render(
             "kim/meldestand.html",
             all_periods=newest,
             first=first,
             last=last,
             periods=shown,
-            towns=towns,
+            towns=towns[(page - 1) * MELDESTAND_PAGE : page * MELDESTAND_PAGE],
+            town_count=len(towns),
+            page=page,
+            pages=pages,
+            # One URL pattern for every cell: url_for per cell costs more than the cell.
+            entry_url=url_for("entry.index", municipality=0, period=0)
+            .replace("municipality=0", "municipality={m}")
+            .replace("period=0", "period={p}"),
             by_cell=by_cell,
             rates=workflow.rates(shown, towns, by_cell),
             on_time=workflow.on_time,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import flash, jsonify, redirect, url_for
+from flask import flash, jsonify, redirect, request, url_for
 from flask_admin import AdminIndexView, expose
 from flask_login import current_user, login_user
 from flask_wtf import FlaskForm
@@ -44,24 +44,35 @@ class HomeView(AccessMixin, AdminIndexView):
                 counts[label] = (db.session.scalar(query), resource)
         period = dashboard.current_period()
         statuses = dashboard.submission_status(current_user, period)
+        selected = _selected_towns()
+        charts = dashboard.chart_data(current_user, selected=selected)
         return self.render(
             "kim/home.html",
             counts=counts,
             period=period,
             role=role_label(current_user.role),
             statuses=statuses,
+            shown_statuses=dashboard.needing_attention(statuses),
             open_count=sum(1 for s in statuses if s.open),
             overdue_count=sum(1 for s in statuses if s.overdue),
             fte=dashboard.fte_by_baustein(current_user),
             cases=dashboard.case_figures(current_user, dashboard.recent_periods(period, 3)),
-            charts=dashboard.chart_data(current_user),
+            charts=charts,
+            # The picker offers the user's towns when the charts cannot show them all.
+            towns=dashboard.towns_of(current_user) if charts["mode"] != "all" else [],
+            selected=set(selected),
             due=dashboard.due_from(current_user, period),
         )
 
     @expose("/dashboard.json")
     def chart_data(self):
         """The chart series of the start page, in the user's scope."""
-        return jsonify(dashboard.chart_data(current_user))
+        return jsonify(dashboard.chart_data(current_user, selected=_selected_towns()))
+
+
+def _selected_towns() -> list[int]:
+    """Municipalities picked for the charts (``?kommune=3&kommune=7``), at most ten."""
+    return request.args.getlist("kommune", type=int)[: dashboard.CHART_TOWNS]
 
 
 class PasswordForm(FlaskForm):

@@ -1,35 +1,38 @@
-/* The start page's charts: one line chart per main indicator, one line per
-   municipality, drawn with the vendored Chart.js from the page's JSON endpoint
-   (the same scope as everything else). A switch shows the values per 1,000
-   inhabitants. Each chart has a data table beside it for screen readers. */
+/* The start page's charts: one line chart per main indicator, drawn with the
+   vendored Chart.js from the page's JSON endpoint (the same scope as everything
+   else). With many municipalities the server sends the picked ones, or the ten
+   highest plus the Kreis total: more lines nobody can read. Each line's look
+   (colour of at least 3:1 against white, dash pattern, point style) comes from
+   the server, so no line is told apart by colour alone. A switch shows the
+   values per 1,000 inhabitants, in the charts and in the tables beside them. */
 (function () {
   "use strict";
 
-  // Okabe-Ito and Tableau colours: distinguishable, also with colour vision deficiency.
-  var COLOURS = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9",
-                 "#F0E442", "#000000", "#8C564B", "#7F7F7F", "#BCBD22", "#17BECF"];
   var NUMBER = new Intl.NumberFormat("de-DE", {maximumFractionDigits: 2});
 
-  function perThousand(values, population) {
-    return values.map(function (v) {
-      return v === null || !population ? null : Math.round(v / population * 10000) / 10;
-    });
-  }
-
   function datasets(indicator, scale) {
-    return indicator.series.map(function (series, n) {
-      var colour = COLOURS[n % COLOURS.length];
+    return indicator.series.map(function (series) {
+      var style = series.style;
       return {
         label: series.municipality,
-        data: scale === "per1000" ? perThousand(series.values, series.population) : series.values,
-        borderColor: colour,
-        backgroundColor: colour,
-        borderWidth: 2,
-        pointRadius: 3,
+        data: scale === "per1000" ? series.per1000 : series.values,
+        borderColor: style.colour,
+        backgroundColor: style.colour,
+        borderDash: style.dash,
+        borderWidth: style.width,
+        pointStyle: style.point,
+        pointRadius: 4,
         spanGaps: true,
         tension: 0
       };
     });
+  }
+
+  function showTables(section, scale) {
+    section.querySelectorAll("[data-scale-table]").forEach(function (box) {
+      box.hidden = box.getAttribute("data-scale-table") !== scale;
+    });
+    section.setAttribute("data-scale", scale);
   }
 
   function draw(section, data) {
@@ -43,14 +46,14 @@
       }
       var chart = new window.Chart(canvas, {
         type: "line",
-        data: {labels: data.periods, datasets: datasets(indicator, "absolute")},
+        data: {labels: data.periods, datasets: datasets(indicator, section.getAttribute("data-scale"))},
         options: {
           animation: false,
           maintainAspectRatio: false,
           locale: "de-DE",
           interaction: {mode: "nearest", intersect: false},
           plugins: {
-            legend: {position: "bottom", labels: {boxWidth: 12}},
+            legend: {position: "bottom", labels: {boxWidth: 24, usePointStyle: true}},
             tooltip: {
               callbacks: {
                 label: function (item) {
@@ -68,20 +71,26 @@
       charts.push(chart);
       canvas.setAttribute("data-drawn", "1");
     });
-    section.querySelectorAll("input[name=chart-scale]").forEach(function (input) {
-      input.addEventListener("change", function () {
-        charts.forEach(function (chart) {
-          chart.data.datasets = datasets(chart.kimIndicator, input.value);
-          chart.update();
-        });
-        section.setAttribute("data-scale", input.value);
-      });
-    });
+    return charts;
   }
 
   document.addEventListener("DOMContentLoaded", function () {
     var section = document.getElementById("dashboard-charts");
-    if (!section || !window.Chart || !window.fetch) {
+    if (!section) {
+      return;
+    }
+    var charts = [];
+    // The switch works on the tables even when the charts cannot be drawn.
+    section.querySelectorAll("input[name=chart-scale]").forEach(function (input) {
+      input.addEventListener("change", function () {
+        showTables(section, input.value);
+        charts.forEach(function (chart) {
+          chart.data.datasets = datasets(chart.kimIndicator, input.value);
+          chart.update();
+        });
+      });
+    });
+    if (!window.Chart || !window.fetch) {
       return;  // the tables stay: they hold the same figures
     }
     fetch(section.getAttribute("data-source"), {credentials: "same-origin"})
@@ -92,7 +101,7 @@
         return response.json();
       })
       .then(function (data) {
-        draw(section, data);
+        charts = draw(section, data);
       })
       .catch(function () {
         var note = document.createElement("p");
