@@ -5,7 +5,7 @@ on a relation with the default sort reads one index range, and the comment searc
 uses a trigram index on PostgreSQL (pg_trgm; a plain index elsewhere).
 
 Revision ID: 5ca1e1d3c0de
-Revises: c29aba94f5ff
+Revises: 7b3f0c2e9d41
 Create Date: 2026-11-25 21:50:00.000000
 
 """
@@ -14,7 +14,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '5ca1e1d3c0de'
-down_revision = 'c29aba94f5ff'
+down_revision = '7b3f0c2e9d41'
 branch_labels = None
 depends_on = None
 
