@@ -1,6 +1,15 @@
 """The data model, one module per aggregate; everything is re-exported here."""
 
 from .audit import AuditEvent
+from .funding import (
+    AMOUNT_MAX,
+    FUNDED_BAUSTEINE,
+    FUNDING_YEAR_MAX,
+    FUNDING_YEAR_MIN,
+    FundingForward,
+    PostFunding,
+    PostVacancy,
+)
 from .indicator import FIELDS_OF_ACTION, INDICATOR_KINDS, Indicator
 from .login_session import LoginSession
 from .municipality import Municipality
@@ -23,10 +32,14 @@ from .user import User
 from .validation_rule import RULE_OPERATORS, RULE_SEVERITIES, ValidationRule
 
 __all__ = [
+    "AMOUNT_MAX",
     "BAUSTEINE",
     "EMPLOYER_TYPES",
     "FIELDS_OF_ACTION",
     "FTE_MAX",
+    "FUNDED_BAUSTEINE",
+    "FUNDING_YEAR_MAX",
+    "FUNDING_YEAR_MIN",
     "FTE_MIN",
     "INDICATOR_KINDS",
     "LEGAL_AREAS",
@@ -40,6 +53,7 @@ __all__ = [
     "SUBMISSION_STATUSES",
     "VALUE_MAX",
     "AuditEvent",
+    "FundingForward",
     "Indicator",
     "LoginSession",
     "MonitoringEntry",
@@ -47,6 +61,8 @@ __all__ = [
     "NeedsAssessment",
     "Partner",
     "Post",
+    "PostFunding",
+    "PostVacancy",
     "ReportingPeriod",
     "Room",
     "Submission",
