@@ -480,3 +480,20 @@ def test_migration_ends_inactive_indicators_after_their_last_figure(db_url):
         finally:
             db.session.remove()
             db.engine.dispose()
+
+
+def test_demo_has_a_funding_year_and_reseeds(app):
+    """The demo grants every funded post and forwards a town's or Träger's share; a
+    forced reseed empties the funding tables first (a post with a grant is kept else)."""
+    from kim_admin import demo
+
+    with app.app_context():
+        today = date(2026, 5, 15)
+        demo.seed(today=today)
+        district = db.session.scalar(select(User).where(User.role == "district_admin"))
+        data = funding.funding_year(2026, district, today=today)
+        assert len(data.rows) > 10
+        assert {g.label[:10] for g in data.bausteine} == {"Baustein 1", "Baustein 2", "Baustein 3"}
+        assert Decimal(0) < data.total.forwarded < data.total.granted
+        demo.seed(force=True, today=today)
+        assert len(funding.funding_year(2026, district, today=today).rows) == len(data.rows)
