@@ -497,3 +497,19 @@ def test_demo_has_a_funding_year_and_reseeds(app):
         assert Decimal(0) < data.total.forwarded < data.total.granted
         demo.seed(force=True, today=today)
         assert len(funding.funding_year(2026, district, today=today).rows) == len(data.rows)
+
+
+def test_active_is_derived_from_the_validity():
+    """``active`` reads the validity for today's quarter; setting it ends the indicator
+    with the quarter before today's, or opens it again."""
+    from models.indicator import quarter_key
+
+    now = quarter_key(date.today())
+    indicator = Indicator(code="X", name="x", valid_from=None, valid_to=None)
+    assert indicator.active is True
+    indicator.active = False
+    assert indicator.valid_to == (now - 1 if now % 10 > 1 else now - 7)
+    assert indicator.active is False and indicator.valid_in(indicator.valid_to)
+    indicator.active = True
+    assert indicator.valid_to is None
+    assert Indicator(code="Y", name="y", valid_from=now + 10).active is False
