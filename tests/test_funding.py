@@ -495,7 +495,8 @@ def test_demo_has_a_funding_year_and_reseeds(app):
         assert len(data.rows) > 10
         assert {g.label[:10] for g in data.bausteine} == {"Baustein 1", "Baustein 2", "Baustein 3"}
         assert Decimal(0) < data.total.forwarded < data.total.granted
-        demo.seed(force=True, today=today)
+        demo.seed(force=True, today=today)  # the users are new ones, too
+        district = db.session.scalar(select(User).where(User.role == "district_admin"))
         assert len(funding.funding_year(2026, district, today=today).rows) == len(data.rows)
 
 
