@@ -119,7 +119,10 @@ class Indicator(db.Model):
             self.valid_to = None
         else:
             now = quarter_key(date.today())
-            self.valid_to = now - 1 if now % 10 > 1 else now - 7  # Q1 → Q4 of the year before
+            before = now - 1 if now % 10 > 1 else now - 7  # Q1 → Q4 of the year before
+            if self.valid_from is not None and self.valid_from > before:
+                raise ValueError("Die Kennzahl beginnt erst später; bitte „Gültig ab“ ändern.")
+            self.valid_to = before
 
     def __str__(self) -> str:
         return f"{self.code} – {self.name}"

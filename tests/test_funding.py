@@ -513,4 +513,7 @@ def test_active_is_derived_from_the_validity():
     assert indicator.active is False and indicator.valid_in(indicator.valid_to)
     indicator.active = True
     assert indicator.valid_to is None
-    assert Indicator(code="Y", name="y", valid_from=now + 10).active is False
+    later = Indicator(code="Y", name="y", valid_from=now + 10)
+    assert later.active is False
+    with pytest.raises(ValueError, match="beginnt erst später"):
+        later.active = False
