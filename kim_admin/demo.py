@@ -15,12 +15,15 @@ from flask import current_app
 from sqlalchemy import delete, func, select
 
 from models import (
+    FundingForward,
     Indicator,
     MonitoringEntry,
     Municipality,
     NeedsAssessment,
     Partner,
     Post,
+    PostFunding,
+    PostVacancy,
     ReportingPeriod,
     Room,
     Submission,
@@ -45,6 +48,9 @@ DEMO_DOMAIN = "hsk-demo.example"
 # Tables the demo fills; --force empties them (reference data stays). The audit
 # trail is never emptied: the reset itself is recorded in it.
 _DEMO_TABLES = [
+    FundingForward,
+    PostFunding,
+    PostVacancy,
     NeedsAssessment,
     MonitoringEntry,
     Submission,
@@ -125,6 +131,7 @@ def seed(force: bool = False, today: date | None = None) -> dict[str, int]:
     needs = _seed_needs(rng, participants, groups, today.year)
     periods = _seed_periods(today)
     entries = _seed_figures(rng, participants, groups, periods, users)
+    _seed_funding(rng, today)
     db.session.commit()
     return {
         "users": len(users),
@@ -315,6 +322,51 @@ def _seed_posts(
             )
     db.session.add_all(posts)
     return len(posts)
+
+
+# Grant per full-time post and year by Baustein (EUR; Baustein 1 up to 57,000).
+_GRANT_PER_FTE = {"1": Decimal("57000"), "2": Decimal("60000"), "3": Decimal("55000")}
+
+
+def _seed_funding(rng: random.Random, today: date) -> int:
+    """Grants of last year and this one for every funded post, 95 % forwarded where a town
+    or a Träger employs the post, and a vacancy for each post that is not filled."""
+    db.session.flush()
+    posts = db.session.scalars(select(Post).order_by(Post.id)).all()
+    grants = []
+    for year in (today.year - 1, today.year):
+        for post in posts:
+            if post.baustein not in _GRANT_PER_FTE or post.valid_from.year > year:
+                continue
+            amount = _GRANT_PER_FTE[post.baustein] * post.fte
+            grant = PostFunding(
+                post=post,
+                year=year,
+                baustein=post.baustein,
+                funded_fte=post.fte,
+                funded_from=max(post.valid_from, date(year, 1, 1)),
+                funded_until=date(year, 12, 31),
+                grant_amount=amount,
+                notice_number=f"51.2-KIM-{year}/{post.baustein}",
+                notice_date=date(year, 1, 20),
+            )
+            if post.employer_type != "kreis":
+                grant.forwards = [
+                    FundingForward(
+                        municipality=post.municipality if post.employer_type == "kommune" else None,
+                        partner=post.employer_partner,
+                        amount=(amount * Decimal("0.95")).quantize(Decimal("0.01")),
+                        forwarded_on=date(year, 3, 1),
+                    )
+                ]
+            grants.append(grant)
+    vacancies = [
+        PostVacancy(post=p, vacant_from=date(today.year, rng.randint(1, today.month), 1))
+        for p in posts
+        if p.status != "besetzt"
+    ]
+    db.session.add_all([*grants, *vacancies])
+    return len(grants)
 
 
 def _seed_needs(

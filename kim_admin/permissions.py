@@ -54,6 +54,11 @@ PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
         "audit_event": _READ_EXPORT,
         "dashboard": _READ,
         "account": _READ,
+        # Funding (Förderung): grants per post and year, vacancies, the funding-year
+        # view and its Zahlenmäßiger Nachweis.
+        "post_funding": _ALL,
+        "post_vacancy": _ALL,
+        "funding_year": _READ_EXPORT,
     },
     STEERING_GROUP: {
         "municipality": _READ_EXPORT,
@@ -73,6 +78,9 @@ PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
         "validation_rule": _READ_EXPORT,
         "dashboard": _READ,
         "account": _READ,
+        "post_funding": _READ_EXPORT,
+        "post_vacancy": _READ_EXPORT,
+        "funding_year": _READ_EXPORT,
     },
     MUNICIPAL_STAFF: {
         "target_group": _READ,
@@ -97,6 +105,11 @@ PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
         "validation_rule": _READ,
         "dashboard": _READ,
         "account": _READ,
+        # The funding of their own municipality's posts, read only (scoped like the
+        # posts); the Nachweis is the Kreis' statement to the Land: no export.
+        "post_funding": _READ,
+        "post_vacancy": _READ,
+        "funding_year": _READ,
     },
 }
 
@@ -110,6 +123,9 @@ SCOPED_BY_MUNICIPALITY: dict[str, str] = {
     "monitoring_entry": "municipality_id",
     "submission": "municipality_id",
     "needs_assessment": "municipality_id",
+    # Through the post (a hybrid column of the post's municipality).
+    "post_funding": "municipality_id",
+    "post_vacancy": "municipality_id",
 }
 
 

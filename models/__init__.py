@@ -1,6 +1,15 @@
 """The data model, one module per aggregate; everything is re-exported here."""
 
 from .audit import AuditEvent
+from .funding import (
+    AMOUNT_MAX,
+    FUNDED_BAUSTEINE,
+    FUNDING_YEAR_MAX,
+    FUNDING_YEAR_MIN,
+    FundingForward,
+    PostFunding,
+    PostVacancy,
+)
 from .indicator import FIELDS_OF_ACTION, INDICATOR_KINDS, Indicator
 from .job import JOB_KINDS, JOB_STATUSES, Job
 from .login_session import LoginSession
@@ -24,10 +33,14 @@ from .user import User
 from .validation_rule import RULE_OPERATORS, RULE_SEVERITIES, ValidationRule
 
 __all__ = [
+    "AMOUNT_MAX",
     "BAUSTEINE",
     "EMPLOYER_TYPES",
     "FIELDS_OF_ACTION",
     "FTE_MAX",
+    "FUNDED_BAUSTEINE",
+    "FUNDING_YEAR_MAX",
+    "FUNDING_YEAR_MIN",
     "FTE_MIN",
     "INDICATOR_KINDS",
     "JOB_KINDS",
@@ -43,6 +56,7 @@ __all__ = [
     "SUBMISSION_STATUSES",
     "VALUE_MAX",
     "AuditEvent",
+    "FundingForward",
     "Indicator",
     "Job",
     "LoginSession",
@@ -51,6 +65,8 @@ __all__ = [
     "NeedsAssessment",
     "Partner",
     "Post",
+    "PostFunding",
+    "PostVacancy",
     "ReportingPeriod",
     "Room",
     "Submission",

@@ -24,6 +24,8 @@ from models import (
     NeedsAssessment,
     Partner,
     Post,
+    PostFunding,
+    PostVacancy,
     ReportingPeriod,
     Room,
     Submission,
@@ -119,6 +121,23 @@ def post(municipality: TownLike, title: str = "Case Management", **fields: Any) 
     fields.setdefault("baustein", "2")
     fields.setdefault("fte", Decimal("0.5"))
     return _add(Post(title=title, municipality=town(municipality), **fields))
+
+
+def funding(post: Post, year: int = 2026, **fields: Any) -> PostFunding:
+    """A grant for ``post`` over the whole ``year`` (its Baustein and FTE, 10,000 EUR)."""
+    fields.setdefault("baustein", post.baustein if post.baustein != "eigen" else "2")
+    fields.setdefault("funded_fte", post.fte)
+    fields.setdefault("funded_from", date(year, 1, 1))
+    fields.setdefault("funded_until", date(year, 12, 31))
+    fields.setdefault("grant_amount", Decimal("10000"))
+    return _add(PostFunding(post=post, year=year, **fields))
+
+
+def vacancy(post: Post, vacant_from: date, vacant_until: date | None = None, **fields: Any):
+    """A period in which ``post`` was not filled (open-ended without ``vacant_until``)."""
+    return _add(
+        PostVacancy(post=post, vacant_from=vacant_from, vacant_until=vacant_until, **fields)
+    )
 
 
 def partner(name: str, kind: str = "sonstige", municipalities=(), **fields: Any) -> Partner:

@@ -11,6 +11,7 @@ import io
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date
 
 import openpyxl
 import pytest
@@ -38,6 +39,8 @@ from models import (
     NeedsAssessment,
     Partner,
     Post,
+    PostFunding,
+    PostVacancy,
     ReportingPeriod,
     Room,
     Submission,
@@ -67,6 +70,8 @@ RESOURCES = [
     "validation_rule",
     "user",
     "audit_event",
+    "post_funding",
+    "post_vacancy",
 ]
 ROLES = ["anonymous", "district", "arnsberg", "meschede", "steering"]
 TOWN_OF = {"arnsberg": "Arnsberg", "meschede": "Meschede"}
@@ -157,7 +162,13 @@ def build_world() -> dict:
     for name, town in towns.items():
         marker = name.upper()
         rows.setdefault("room", {})[name] = factories.room(town, f"{marker}-room")
-        rows.setdefault("post", {})[name] = factories.post(town, f"{marker}-post")
+        post = rows.setdefault("post", {})[name] = factories.post(town, f"{marker}-post")
+        rows.setdefault("post_funding", {})[name] = factories.funding(
+            post, 2026, notice_number=f"{marker}-post_funding"
+        )
+        rows.setdefault("post_vacancy", {})[name] = factories.vacancy(
+            post, date(2026, 2, 1), note=f"{marker}-post_vacancy"
+        )
         rows.setdefault("monitoring_entry", {})[name] = factories.entry(
             town, period, indicator, 4, comment=f"{marker}-monitoring_entry"
         )
@@ -247,6 +258,16 @@ def form_for(resource: str, world: dict, town: str) -> dict:
             "new_password": "ein-gutes-passwort",
         },
         "audit_event": {"action": "erfunden"},
+        "post_funding": {
+            "post": world["ids"]["post"][town],
+            "year": "2027",
+            "baustein": "2",
+            "funded_fte": "0,5",
+            "funded_from": "2027-01-01",
+            "funded_until": "2027-12-31",
+            "grant_amount": "1000",
+        },
+        "post_vacancy": {"post": world["ids"]["post"][town], "vacant_from": "2027-01-01"},
         "validation_rule": {
             "name": "Neue Regel",
             "left_side": "VERM",
@@ -441,6 +462,8 @@ MODELS = {
     "validation_rule": ValidationRule,
     "user": User,
     "audit_event": AuditEvent,
+    "post_funding": PostFunding,
+    "post_vacancy": PostVacancy,
 }
 
 
@@ -535,6 +558,8 @@ PAGES = [
     ("/bericht/", "report"),
     ("/versorgung/", "coverage"),
     ("/versorgung/export/csv/", "coverage"),
+    ("/foerderung/", "funding_year"),
+    ("/foerderung/?year=2026", "funding_year"),
     ("/dashboard.json", "dashboard"),
 ]
 
@@ -549,5 +574,18 @@ def test_custom_pages(app, accounts, path, resource, role):
     elif READ in PERMISSIONS[ROLE_CODES[role]].get(resource, frozenset()):
         assert response.status_code == 200
         check_no_foreign_rows(role, "monitoring_entry", response.get_data(as_text=True))
+    else:
+        assert response.status_code == 403
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_funding_year_export(app, accounts, role):
+    """The Zahlenmäßiger Nachweis (a custom page's export) by the table's EXPORT grant."""
+    response = session_for(app, role).get("/foerderung/export/xlsx/?year=2026")
+    if role == "anonymous":
+        assert response.status_code == 302 and "/login" in response.headers["Location"]
+    elif EXPORT in PERMISSIONS[ROLE_CODES[role]].get("funding_year", frozenset()):
+        assert response.status_code == 200
+        openpyxl.load_workbook(io.BytesIO(response.data))
     else:
         assert response.status_code == 403

@@ -23,6 +23,7 @@ from models import (
     Municipality,
     Partner,
     Post,
+    PostFunding,
     ReportingPeriod,
     Room,
     TargetGroup,
@@ -335,3 +336,78 @@ def test_district_reads_the_audit_log_which_nobody_changes(app, world, as_distri
     assert as_district.get(f"/audit_event/details/?id={event}").status_code == 200
     assert as_district.post("/audit_event/new/", {"action": "erfunden"}).status_code == 403
     assert as_district.post("/audit_event/delete/", {"id": event}).status_code == 403
+
+
+# --- Förderung: the district keeps it, the steering group reads it, a town its own -------
+
+
+@pytest.fixture
+def fundings(app: Flask, world: World) -> dict[str, int]:
+    """A grant of 2026 for the Arnsberg and the Meschede post."""
+    with app.app_context():
+        ids = {
+            name: factories.funding(
+                db.session.get(Post, post_id), 2026, notice_number=f"{name}-Bescheid"
+            ).id
+            for name, post_id in (("ARNSBERG", world.own_post), ("MESCHEDE", world.foreign_post))
+        }
+        db.session.commit()
+        return ids
+
+
+def funding_form(post_id: int) -> dict:
+    return {
+        "post": post_id,
+        "year": "2027",
+        "baustein": "2",
+        "funded_fte": "0,5",
+        "funded_from": "2027-01-01",
+        "funded_until": "2027-12-31",
+        "grant_amount": "1000",
+    }
+
+
+def test_district_enters_funding(app, world, fundings, as_district):
+    before = count(app, PostFunding)
+    assert (
+        as_district.post("/post_funding/new/", funding_form(world.foreign_post)).status_code == 302
+    )
+    assert count(app, PostFunding) == before + 1
+    assert as_district.get("/foerderung/export/xlsx/?year=2026").status_code == 200
+
+
+def test_steering_group_reads_and_exports_funding_but_changes_none(
+    app, world, fundings, as_steering
+):
+    listing = text(as_steering, "/post_funding/")
+    assert "ARNSBERG-Stelle" in listing and "MESCHEDE-Stelle" in listing
+    page = text(as_steering, "/foerderung/?year=2026")
+    assert "ARNSBERG-Stelle" in page and "MESCHEDE-Stelle" in page
+    assert as_steering.get("/foerderung/export/xlsx/?year=2026").status_code == 200
+    assert as_steering.get("/post_funding/export/xlsx/").status_code == 200
+    before = count(app, PostFunding)
+    assert as_steering.post("/post_funding/new/", funding_form(world.own_post)).status_code == 403
+    deleted = as_steering.post("/post_funding/delete/", {"id": fundings["ARNSBERG"]})
+    assert deleted.status_code == 403
+    assert as_steering.post("/post_vacancy/new/", {"post": world.own_post}).status_code == 403
+    assert count(app, PostFunding) == before
+
+
+def test_municipal_staff_reads_own_posts_funding_only(app, world, fundings, as_arnsberg):
+    listing = text(as_arnsberg, "/post_funding/")
+    assert "ARNSBERG-Bescheid" in listing and "MESCHEDE" not in listing
+    page = text(as_arnsberg, "/foerderung/?year=2026")
+    assert "ARNSBERG-Stelle" in page and "MESCHEDE" not in page and "Meschede" not in page
+    foreign = as_arnsberg.get(f"/post_funding/details/?id={fundings['MESCHEDE']}")
+    assert "MESCHEDE" not in foreign.get_data(as_text=True)
+    before = count(app, PostFunding)
+    assert as_arnsberg.post("/post_funding/new/", funding_form(world.own_post)).status_code == 403
+    edit = as_arnsberg.post(
+        f"/post_funding/edit/?id={fundings['ARNSBERG']}", funding_form(world.own_post)
+    )
+    assert edit.status_code == 403
+    assert as_arnsberg.post("/post_vacancy/new/", {"post": world.own_post}).status_code == 403
+    assert count(app, PostFunding) == before
+    # Reading, not pulling the district's statement or lists of it.
+    assert as_arnsberg.get("/foerderung/export/xlsx/?year=2026").status_code == 403
+    assert as_arnsberg.get("/post_funding/export/csv/").status_code == 403

@@ -16,6 +16,8 @@ from models import (
     NeedsAssessment,
     Partner,
     Post,
+    PostFunding,
+    PostVacancy,
     ReportingPeriod,
     Room,
     Submission,
@@ -26,6 +28,7 @@ from models import (
 
 from .coverage import CoverageView, NeedsAssessmentView
 from .entry import DataEntryView, MeldestandView
+from .funding import FundingYearView, PostFundingView, PostVacancyView
 from .home import AccountView, HomeView
 from .masterdata import (
     IndicatorView,
@@ -47,6 +50,7 @@ from .users import AuditEventView, UserView
 MASTER_DATA = "Stammdaten"
 MONITORING = "Monitoring"
 FIELDS_OF_ACTION = "Handlungsfelder"
+FUNDING = "Förderung"
 ADMINISTRATION = "Verwaltung"
 
 
@@ -87,6 +91,11 @@ def init_admin(app: Flask) -> Admin:
             url="/versorgung",
             category=FIELDS_OF_ACTION,
         ),
+        FundingYearView(
+            name="Förderjahr", endpoint="funding_year", url="/foerderung", category=FUNDING
+        ),
+        PostFundingView(PostFunding, name="Förderungen", category=FUNDING),
+        PostVacancyView(PostVacancy, name="Vakanzzeiträume", category=FUNDING),
         UserView(User, name="Benutzer", category=ADMINISTRATION),
         AuditEventView(AuditEvent, name="Protokoll", category=ADMINISTRATION),
         AccountView(name="Passwort ändern", endpoint="account", url="/konto"),

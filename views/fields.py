@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from wtforms import Field, Form
-from wtforms.fields import DecimalField
+from wtforms.fields import DecimalField, SelectField
 from wtforms.validators import StopValidation, ValidationError
 from wtforms.widgets import TextInput
 
@@ -71,3 +72,35 @@ class NotLessThan:
         if field.data is not None and low is not None and field.data < low:
             label = form[self.other].label.text
             raise ValidationError(f"Der Wert darf nicht kleiner sein als „{label}“.")
+
+
+def quarter_label(key: int | None) -> str:
+    """``20253`` → ``Q3/2025``; none → empty."""
+    return "" if key is None else f"Q{key % 10}/{key // 10}"
+
+
+class QuarterField(SelectField):
+    """A quarter picked from a list (``Q3/2025``), stored as its key 20253; blank = none.
+
+    Offers the quarters from 2020 to five years ahead, and the field's own value
+    wherever it lies, so that an older value survives an edit unchanged.
+    """
+
+    def __init__(self, *args: Any, blank_text: str = "– unbefristet –", **kwargs: Any) -> None:
+        kwargs.pop("allow_blank", None)  # Flask-Admin passes it for nullable columns
+        kwargs["coerce"] = lambda v: int(v) if v not in (None, "", "None") else None
+        super().__init__(*args, **kwargs)
+        self.blank_text = blank_text
+
+    def iter_choices(self) -> Any:
+        this_year = date.today().year
+        keys = [y * 10 + q for y in range(2020, this_year + 6) for q in (1, 2, 3, 4)]
+        if self.data is not None and self.data not in keys:
+            keys = sorted([*keys, self.data])
+        self.choices = [("", self.blank_text)] + [(str(k), quarter_label(k)) for k in keys]
+        return super().iter_choices()
+
+    def pre_validate(self, form: Form) -> None:
+        # Any quarter a reporting period could have (see models.indicator's CHECK).
+        if self.data is not None and not (20001 <= self.data <= 21004 and 1 <= self.data % 10 <= 4):
+            raise ValidationError("Bitte ein Quartal aus der Liste wählen.")

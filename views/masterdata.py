@@ -23,7 +23,7 @@ from models import (
 )
 
 from .base import SecureModelView
-from .fields import NotBefore, NotLessThan
+from .fields import NotBefore, NotLessThan, QuarterField, quarter_label
 
 EMAIL = Email("Bitte eine gültige E-Mail-Adresse angeben, z. B. name@beispiel.de.")
 NOT_NEGATIVE = NumberRange(min=0, message="Der Wert darf nicht negativ sein.")
@@ -298,11 +298,12 @@ class IndicatorView(SecureModelView):
         "by_target_group",
         "min_value",
         "max_value",
-        "active",
+        "valid_from",
+        "valid_to",
     ]
     column_default_sort = "sort_order"
     column_searchable_list = ["code", "name"]
-    column_filters = ["field_of_action", "kind", "by_target_group", "active"]
+    column_filters = ["field_of_action", "kind", "by_target_group"]
     column_choices = {"field_of_action": FIELDS_OF_ACTION, "kind": INDICATOR_KINDS}
     column_labels = {
         "sort_order": "Reihenfolge",
@@ -316,8 +317,19 @@ class IndicatorView(SecureModelView):
         "decimal_places": "Nachkommastellen",
         "min_value": "Minimum",
         "max_value": "Maximum",
-        "active": "Aktiv",
+        "valid_from": "Gültig ab Quartal",
+        "valid_to": "Gültig bis Quartal",
     }
+    # Ending an indicator keeps it in the quarters before (entry, template, reports).
+    column_formatters = {
+        "valid_from": lambda v, c, m, n: quarter_label(m.valid_from) or "seit jeher",
+        "valid_to": lambda v, c, m, n: quarter_label(m.valid_to) or "unbefristet",
+    }
+    column_descriptions = {
+        "valid_to": "Letztes Quartal, in dem die Kennzahl gemeldet wird; frühere Berichte "
+        "behalten sie",
+    }
+    form_overrides = {"valid_from": QuarterField, "valid_to": QuarterField}
     form_columns = [
         "code",
         "name",
@@ -329,7 +341,8 @@ class IndicatorView(SecureModelView):
         "decimal_places",
         "min_value",
         "max_value",
-        "active",
+        "valid_from",
+        "valid_to",
         "sort_order",
     ]
     form_choices = {"field_of_action": FIELDS_OF_ACTION, "kind": INDICATOR_KINDS}
@@ -348,4 +361,6 @@ class IndicatorView(SecureModelView):
         # A range the figures' column can hold (see models.VALUE_MAX).
         "min_value": {"validators": [Optional(), FIGURE_RANGE]},
         "max_value": {"validators": [Optional(), FIGURE_RANGE, NotLessThan("min_value")]},
+        "valid_from": {"blank_text": "– seit jeher –"},
+        "valid_to": {"validators": [NotLessThan("valid_from")]},
     }

@@ -7,6 +7,7 @@
 - :mod:`.entry` — the data-entry form and :func:`.entry.write_figures`, the one
   function through which every figure is changed;
 - :mod:`.rules` — plausibility rules;
+- :mod:`.indicators` — which indicators a quarter is reported with (validity);
 - :mod:`.template` — the offline Excel template and its import.
 
 Views, the CLI, the dashboard and the report call these modules' public

@@ -25,6 +25,7 @@ from kim_admin.formatting import de_number, parse_decimal
 from models import VALUE_MAX, AuditEvent, Indicator, MonitoringEntry, ReportingPeriod, TargetGroup
 
 from . import periods
+from .indicators import indicators_valid_in
 from .rules import Finding, check_rules, expectations
 from .workflow import lock_reason, submission_for, transition
 
@@ -141,11 +142,7 @@ def _entries(municipality_id: int, period: ReportingPeriod | None) -> dict[tuple
 
 def cells(municipality_id: int, period: ReportingPeriod) -> list[Cell]:
     """Every input of the form, in indicator order (two queries for the entries)."""
-    indicators = db.session.scalars(
-        select(Indicator)
-        .where(Indicator.active.is_(True))
-        .order_by(Indicator.sort_order, Indicator.code)
-    ).all()
+    indicators = db.session.scalars(indicators_valid_in(period)).all()
     groups = db.session.scalars(
         select(TargetGroup)
         .where(TargetGroup.active.is_(True))

@@ -40,6 +40,7 @@ from kim_admin import coverage, scope, suppression
 from kim_admin.extensions import db
 from kim_admin.formatting import local_time
 from kim_admin.monitoring import periods
+from kim_admin.monitoring.indicators import indicators_valid_in
 from kim_admin.monitoring.status import APPROVED, RECEIVED
 from models import (
     Indicator,
@@ -197,11 +198,7 @@ class ReportData:
         if not self.towns:
             raise ReportError("Bitte mindestens eine Kommune wählen.")
         self.town_ids = [t.id for t in self.towns]
-        self.indicators: list[Indicator] = session.scalars(
-            select(Indicator)
-            .where(Indicator.active.is_(True))
-            .order_by(Indicator.sort_order, Indicator.code)
-        ).all()
+        self.indicators: list[Indicator] = session.scalars(indicators_valid_in(first, last)).all()
         self.groups: list[TargetGroup] = session.scalars(
             select(TargetGroup).order_by(TargetGroup.sort_order, TargetGroup.name)
         ).all()
