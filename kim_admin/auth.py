@@ -273,10 +273,12 @@ def _throttle_login(app: Flask) -> None:
         deduct_when=_login_failed,
         scope="login-account",
     )
-    per_client = limiter.limit(
+    # Shared with single sign-on's callback (kim_admin.oidc): one count per address
+    # for failed logins either way.
+    per_client = limiter.shared_limit(
         lambda: current_app.config["KIM_LOGIN_LIMIT_CLIENT"],
+        "login-client",
         methods=["POST"],
         deduct_when=_login_failed,
-        scope="login-client",
     )
     app.view_functions["auth.login"] = per_account(per_client(login))

@@ -407,8 +407,8 @@ def init_app(app: Flask) -> None:
     )
     # Refused sign-ons count against the same per-address limit as wrong passwords.
     limiter = app.extensions["kim_limiter"]
-    app.view_functions["oidc.callback"] = limiter.limit(
+    app.view_functions["oidc.callback"] = limiter.shared_limit(
         lambda: current_app.config["KIM_LOGIN_LIMIT_CLIENT"],
+        "login-client",
         deduct_when=lambda response: bool(g.get("login_failed")),
-        scope="login-client",
     )(callback)
