@@ -138,6 +138,11 @@ def login():
         return redirect(url_for("admin.index"))
     if not enabled():
         return redirect(url_for("auth.login"))
+    # One sign-on at a time per browser: unfinished earlier ones (Authlib keeps each
+    # flow's state, nonce and verifier in the session) are dropped, so that the cookie
+    # does not grow with every click.
+    for key in [key for key in session if key.startswith(f"_state_{CLIENT}_")]:
+        session.pop(key)
     session[NEXT_KEY] = safe_next(request.args.get("next"))
     try:
         _metadata()

@@ -18,7 +18,9 @@ import os
 import re
 import selectors
 import shutil
+import socket
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from datetime import timedelta
@@ -30,6 +32,7 @@ import pytest
 import requests
 from flask import Flask
 from sqlalchemy import select
+from werkzeug.serving import make_server
 
 from kim_admin import create_app
 from kim_admin.extensions import db
@@ -88,7 +91,16 @@ GROUP_MAP = {
 
 
 @pytest.fixture(scope="session")
-def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def live_port() -> int:
+    """A free port for the browser test's live server, registered at the provider (which
+    compares redirect URIs exactly)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def provider(tmp_path_factory: pytest.TempPathFactory, live_port: int) -> Iterator[str]:
     """Start node-oidc-provider once for the session; yield its issuer URL."""
     node = shutil.which("node")
     if node is None or not (NODE_DIR / "node_modules" / "oidc-provider").is_dir():
@@ -100,8 +112,8 @@ def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         {
             "client_id": client_id,
             "client_secret": CLIENT_SECRET,
-            "redirect_uris": [CALLBACK],
-            "post_logout_redirect_uris": [f"{APP}/login"],
+            "redirect_uris": [CALLBACK, f"http://127.0.0.1:{live_port}/oidc/callback"],
+            "post_logout_redirect_uris": [f"{APP}/login", f"http://127.0.0.1:{live_port}/login"],
             "grant_types": ["authorization_code", "refresh_token"],
             "response_types": ["code"],
             "token_endpoint_auth_method": "client_secret_basic",
@@ -453,6 +465,20 @@ def test_replayed_code_is_refused_by_the_provider(app, accounts):
     assert event.new_values == {"method": "oidc", "reason": "code", "error": "invalid_grant"}
 
 
+def test_only_the_latest_sign_on_of_a_browser_counts(app, accounts):
+    """Each click replaces the unfinished flow before it (the session cookie stays small)."""
+    browser = Browser(app)
+    first = browser.start()
+    for _ in range(20):
+        latest = browser.start()
+    with browser.app.session_transaction() as cookie:
+        assert len([key for key in cookie if key.startswith("_state_")]) == 1
+    refused_with(
+        browser.back_at_app(browser.at_provider(first, "sub-kreis")), browser, "state ungültig"
+    )
+    assert browser.back_at_app(browser.at_provider(latest, "sub-kreis")).status_code == 302
+
+
 def test_wrong_nonce_is_refused(app, accounts):
     browser = Browser(app)
     authorize = browser.start()
@@ -707,3 +733,61 @@ def test_forms_may_lead_to_the_provider(app, client):
     """Logout (a form) goes on to the provider: the CSP's form-action must allow it."""
     policy = client.get("/login").headers["Content-Security-Policy"]
     assert f"form-action 'self' {app.config['KIM_OIDC_ISSUER']}" in policy
+
+
+# --- in a real browser ------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_sign_on_and_logout_in_chromium(app, accounts, live_port):
+    """The button, the provider's login, the start page, and logout through the provider,
+    in Debian's chromium: the app's Content-Security-Policy lets both round trips pass."""
+    from .test_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, sync_api, watch
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is not installed")
+    base = f"http://127.0.0.1:{live_port}"
+    server = make_server("127.0.0.1", live_port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+            )
+            try:
+                page = browser.new_context(locale="de-DE").new_page()
+                page.set_default_timeout(TIMEOUT_MS)
+                problems = watch(page)
+                page.goto(f"{base}/login")
+                page.get_by_role("link", name="Mit Dienstkonto anmelden").click()
+                page.fill("input[name=login]", "sub-kreis")
+                page.fill("input[name=password]", "beliebig")
+                page.click("button[type=submit]")
+                page.wait_for_url(f"{base}/")
+                assert "Sie sind angemeldet als Kreisverwaltung" in page.inner_text("main")
+                page.click("#user-menu")
+                page.get_by_role("button", name="Abmelden").click()
+                page.get_by_role("button", name="Yes, sign me out").click()
+                page.wait_for_url(f"{base}/login*")
+                assert "Sie sind abgemeldet." in page.inner_text("main")
+                assert [line for line in problems.csp if line.startswith(base)] == []
+                assert problems.js_errors == []
+            finally:
+                browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_group_claim_suggests_but_never_grants(app):
+    """The provider's KIM-Kreis group meets a steering-group member: they stay one."""
+    with app.app_context():
+        factories.steering_member("kreis@test.example")
+        db.session.commit()
+    browser = Browser(app)
+    assert browser.sign_in("sub-kreis").status_code == 302
+    assert "Sie sind angemeldet als <strong>Steuerungsgruppe</strong>" in browser.page("/")
+    assert user_row(app, "kreis@test.example").role == "steering_group"
+    assert audit_events(app, "login")[-1].new_values["suggested_role"] == "Kreisverwaltung"
