@@ -16,7 +16,7 @@ too (RP-initiated logout).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
@@ -234,6 +234,8 @@ def _token_fault(exc: JoseError) -> str:
 def _match(claims: dict[str, Any]) -> tuple[User, bool]:
     """The user this person is, and whether their subject is to be linked now."""
     subject = str(claims["sub"])
+    if len(subject) > 255:  # OpenID Connect Core 1.0, 2: at most 255 ASCII characters
+        raise Refused("claims")
     user = db.session.scalar(
         select(User).where(User.oidc_issuer == _issuer(), User.oidc_subject == subject)
     )
@@ -243,7 +245,9 @@ def _match(claims: dict[str, Any]) -> tuple[User, bool]:
     if email:
         user = db.session.scalar(select(User).where(func.lower(User.email) == email))
     if user is None:
-        raise Refused("no_access", email=email or claims.get("email"), **_suggestion(claims))
+        typed = claims.get("email")
+        shown = email or (typed.strip()[:254] if isinstance(typed, str) else None)
+        raise Refused("no_access", email=shown, **_suggestion(claims))
     if user.oidc_subject and user.oidc_issuer == _issuer():
         raise Refused("subject", user)  # the address belongs to another person there
     return user, True
@@ -280,8 +284,14 @@ def _suggestion(claims: dict[str, Any]) -> dict[str, Any]:
 
 
 def _expiry(claims: dict[str, Any]) -> datetime:
-    """The ID token's ``exp`` as a naive UTC datetime (as the database keeps times)."""
-    return datetime.fromtimestamp(int(claims["exp"]), UTC).replace(tzinfo=None)
+    """The ID token's ``exp`` as a naive UTC datetime (as the database keeps times),
+    at most a year ahead: no session lives that long, and no date overflows."""
+    latest = utcnow() + timedelta(days=366)
+    try:
+        expiry = datetime.fromtimestamp(int(claims["exp"]), UTC).replace(tzinfo=None)
+    except (OverflowError, OSError, ValueError):
+        return latest
+    return min(expiry, latest)
 
 
 def _refuse(refusal: Refused):
