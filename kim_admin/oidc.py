@@ -19,6 +19,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import click
 import requests
 from authlib.integrations.base_client import MismatchingStateError, OAuthError
 from authlib.integrations.flask_client import OAuth
@@ -34,19 +35,23 @@ from flask import (
     session,
     url_for,
 )
+from flask.cli import AppGroup
 from flask_login import current_user, login_user
 from joserfc.errors import ClaimError, ExpiredTokenError, JoseError
 from sqlalchemy import func, select
 
 from models import AuditEvent, LoginSession, User
 from models._common import utcnow
+from models.user import new_session_token
 
 from . import audit, sessions
+from .accounts import find_user
 from .extensions import db
 from .permissions import ROLES, role_label
 from .redirects import safe_next
 
 bp = Blueprint("oidc", __name__, url_prefix="/oidc")
+sso_cli = AppGroup("sso", help="Anmeldung mit Dienstkonto (OpenID Connect).")
 
 #: Name of the client in Authlib's registry (its settings would be OIDC_* in app.config).
 CLIENT = "oidc"
@@ -395,6 +400,20 @@ def logout_url(token: str | None) -> str | None:
         current_app.logger.warning("RP-initiated logout not possible", exc_info=True)
         return None
     return result["url"]
+
+
+@sso_cli.command("unlink")
+@click.argument("email")
+def unlink(email: str) -> None:
+    """Forget which provider account a user is linked to (e.g. after it was replaced);
+    ends their sessions. The next sign-on links by verified e-mail again."""
+    user = find_user(email)
+    if user is None:
+        raise click.ClickException(f"Kein Benutzer mit der E-Mail-Adresse {email}.")
+    user.oidc_issuer = user.oidc_subject = None
+    user.session_token = new_session_token()
+    db.session.commit()
+    click.echo(f"Dienstkonto von {user.email} gelöst; seine Sitzungen sind beendet.")
 
 
 def init_app(app: Flask) -> None:

@@ -791,3 +791,21 @@ def test_group_claim_suggests_but_never_grants(app):
     assert "Sie sind angemeldet als <strong>Steuerungsgruppe</strong>" in browser.page("/")
     assert user_row(app, "kreis@test.example").role == "steering_group"
     assert audit_events(app, "login")[-1].new_values["suggested_role"] == "Kreisverwaltung"
+
+
+def test_unlink_command_lets_the_next_sign_on_link_anew(app, accounts):
+    """A replaced provider account: `flask sso unlink` frees the address and ends sessions."""
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.email == accounts.arnsberg))
+        user.oidc_issuer, user.oidc_subject = app.config["KIM_OIDC_ISSUER"], "sub-altes-konto"
+        db.session.commit()
+    password_session = Session(app.test_client())
+    assert password_session.login(accounts.arnsberg).status_code == 302
+    result = app.test_cli_runner().invoke(args=["sso", "unlink", "ARNSBERG@test.example"])
+    assert result.exit_code == 0, result.output
+    assert "Dienstkonto von arnsberg@test.example gelöst" in result.output
+    assert password_session.get("/").status_code == 302
+    assert Browser(app).sign_in("sub-arnsberg").status_code == 302
+    assert user_row(app, accounts.arnsberg).oidc_subject == "sub-arnsberg"
+    unknown = app.test_cli_runner().invoke(args=["sso", "unlink", "niemand@test.example"])
+    assert unknown.exit_code != 0 and "Kein Benutzer" in unknown.output
