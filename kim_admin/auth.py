@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -31,8 +30,9 @@ from wtforms.validators import DataRequired, Email, Length
 from models import AuditEvent, User
 from models._common import utcnow
 
-from . import audit, sessions
+from . import audit, oidc, sessions
 from .extensions import db, login_manager
+from .redirects import safe_next
 
 bp = Blueprint("auth", __name__)
 
@@ -68,19 +68,6 @@ class LoginForm(FlaskForm):
     submit = SubmitField("Anmelden")
 
 
-def safe_next(target: str | None) -> str | None:
-    """Return ``target`` only if it is a path on this site (no open redirect)."""
-    if not target or len(target) > 2000:
-        return None
-    if any(ord(char) < 32 or ord(char) == 127 for char in target):
-        return None  # no header injection through the Location header
-    target = target.replace("\\", "/")
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
-        return None
-    return target
-
-
 def _typed_email() -> str:
     """The e-mail address as typed, cut to what an address can be (never a flood)."""
     return request.form.get("email", "")[: EMAIL_MAX + 2].strip().lower()[:EMAIL_MAX]
@@ -97,6 +84,40 @@ def _login_failed(response) -> bool:
     return bool(g.get("login_failed"))
 
 
+#: The answer to a password login while KIM_LOCAL_LOGIN=off.
+LOCAL_LOGIN_OFF = (
+    "Die Anmeldung mit Passwort ist abgeschaltet. Bitte melden Sie sich mit Ihrem Dienstkonto an."
+)
+
+
+def local_login_for(email: str | None) -> bool:
+    """Whether ``email`` may log in with a password: always, unless KIM_LOCAL_LOGIN=off,
+    which leaves only the emergency account (KIM_EMERGENCY_ACCOUNT)."""
+    config = current_app.config
+    if config["KIM_LOCAL_LOGIN"] != "off":
+        return True
+    emergency = (config.get("KIM_EMERGENCY_ACCOUNT") or "").strip().lower()
+    return bool(emergency and email and email == emergency)
+
+
+def _login_page(form: LoginForm):
+    """The login page: the single sign-on button and, where allowed, the password form.
+
+    With KIM_LOCAL_LOGIN=off the password form is shown only at ``/login?notfall=1``,
+    the address the emergency account's holder knows.
+    """
+    local = current_app.config["KIM_LOCAL_LOGIN"] != "off"
+    emergency = not local and request.values.get("notfall") == "1"
+    return render_template(
+        "auth/login.html",
+        form=form,
+        sso=oidc.enabled(),
+        show_password=local or emergency,
+        emergency=emergency,
+        next_url=safe_next(request.args.get("next")),
+    )
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     """Show the login form and log the user in."""
@@ -106,6 +127,22 @@ def login():
     if form.validate_on_submit():
         email = form.email.data.strip().lower()
         user = db.session.scalar(select(User).where(func.lower(User.email) == email))
+        if not local_login_for(email):
+            # Same work as any other attempt, so the answer time does not single out
+            # the emergency account; counted and recorded like a wrong password.
+            method = current_app.config.get("KIM_PASSWORD_HASH_METHOD", "scrypt")
+            check_password_hash(_dummy_hash(method), form.password.data)
+            g.login_failed = True
+            audit.record(
+                "login_failed",
+                "user",
+                user.id if user else None,
+                new={"method": "password", "reason": "local_login_off"},
+                user_email=email,
+            )
+            db.session.commit()
+            flash(LOCAL_LOGIN_OFF, "error")
+            return _login_page(form)
         if user is None:
             # Same work as for a real account: the answer time reveals nothing.
             method = current_app.config.get("KIM_PASSWORD_HASH_METHOD", "scrypt")
@@ -116,19 +153,25 @@ def login():
             sessions.start(user)
             login_user(user)
             user.last_login_at = utcnow()
-            audit.record("login", "user", user.id, user.municipality_id)
+            audit.record("login", "user", user.id, user.municipality_id, new={"method": "password"})
             db.session.commit()
             flash("Sie sind angemeldet.", "success")
             return redirect(safe_next(request.args.get("next")) or url_for("admin.index"))
         g.login_failed = True
-        audit.record("login_failed", "user", user.id if user else None, user_email=email)
+        audit.record(
+            "login_failed",
+            "user",
+            user.id if user else None,
+            new={"method": "password"},
+            user_email=email,
+        )
         db.session.commit()
         # One message for unknown user, wrong password and deactivated account,
         # so that the form does not reveal which e-mail addresses exist.
         flash("E-Mail-Adresse oder Passwort ist falsch.", "error")
     elif form.is_submitted():
         g.login_failed = True  # malformed attempts count against the throttle too
-    return render_template("auth/login.html", form=form)
+    return _login_page(form)
 
 
 def throttled(error):
@@ -152,25 +195,34 @@ def throttled(error):
         audit.record("login_throttled", "user", user_email=email)
         db.session.commit()
     flash(THROTTLED, "error")
-    return render_template("auth/login.html", form=LoginForm()), 429
+    return _login_page(LoginForm()), 429
 
 
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout():
-    """End the session (POST with CSRF token, so no link can log a user out)."""
+    """End the session (POST with CSRF token, so no link can log a user out).
+
+    After a single sign-on the browser goes on to the provider, which ends its own
+    session and sends it back to the login page (RP-initiated logout).
+    """
+    provider_logout = oidc.logout_url(current_user.login_token)
     audit.record("logout", "user", current_user.id, current_user.municipality_id)
     sessions.end(current_user.login_token)
     db.session.commit()
     logout_user()
     session.clear()
     flash("Sie sind abgemeldet.", "info")
-    return redirect(url_for("auth.login"))
+    return redirect(provider_logout or url_for("auth.login"))
 
 
 def load_user(token: str):
-    """Flask-Login: the active user of the live login session named in the cookie."""
-    return sessions.resolve(token)
+    """Flask-Login: the active user of the live login session named in the cookie
+    (a single sign-on session only while the provider still confirms it)."""
+    user = sessions.resolve(token)
+    if user is not None and not oidc.still_signed_on(token):
+        return None
+    return user
 
 
 def init_app(app: Flask) -> None:
@@ -185,6 +237,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.register_error_handler(429, throttled)
     _throttle_login(app)
+    oidc.init_app(app)
 
 
 def _password_checks():
@@ -220,10 +273,12 @@ def _throttle_login(app: Flask) -> None:
         deduct_when=_login_failed,
         scope="login-account",
     )
-    per_client = limiter.limit(
+    # Shared with single sign-on's callback (kim_admin.oidc): one count per address
+    # for failed logins either way.
+    per_client = limiter.shared_limit(
         lambda: current_app.config["KIM_LOGIN_LIMIT_CLIENT"],
+        "login-client",
         methods=["POST"],
         deduct_when=_login_failed,
-        scope="login-client",
     )
     app.view_functions["auth.login"] = per_account(per_client(login))

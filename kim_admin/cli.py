@@ -9,7 +9,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from . import accounts, backup, demo, jobs, retention
+from . import accounts, backup, demo, jobs, oidc, retention
 from .permissions import ROLES
 from .reference import load_reference_data
 
@@ -152,3 +152,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(backup_cli)
     app.cli.add_command(audit_cli)
     app.cli.add_command(jobs.jobs_cli)
+    app.cli.add_command(oidc.sso_cli)

@@ -14,6 +14,8 @@ from typing import Any
 from flask import Flask
 from sqlalchemy.engine import make_url
 
+from .permissions import ROLES
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -106,6 +108,29 @@ class Config:
     KIM_JOBS_MAX_RESULT_BYTES = 100 * 1024 * 1024
     # Finished jobs and their files are deleted after this many hours.
     KIM_JOBS_KEEP_HOURS = 24
+    # Single sign-on (kim_admin/oidc.py): the OpenID provider's issuer URL, e.g.
+    # https://sso.kreis.example/realms/kreis; None switches the button off.
+    KIM_OIDC_ISSUER: str | None = None
+    # The client registered at the provider (also from KIM_OIDC_CLIENT_*_FILE).
+    KIM_OIDC_CLIENT_ID: str | None = None
+    KIM_OIDC_CLIENT_SECRET: str | None = None
+    # Scopes asked for; e-mail (and groups, if mapped) must stand in the ID token.
+    KIM_OIDC_SCOPES = "openid email profile"
+    # The callback URL as registered at the provider; None: this site's /oidc/callback.
+    KIM_OIDC_REDIRECT_URI: str | None = None
+    # "group=role" pairs (comma-separated): a group claim *suggests* a role to the
+    # district admin (audit trail); it never grants one.
+    KIM_OIDC_GROUP_MAP: dict[str, str] = {}
+    # The ID-token claim that lists the person's groups.
+    KIM_OIDC_GROUPS_CLAIM = "groups"
+    # Clock difference between provider and app tolerated on iat/exp, in seconds.
+    KIM_OIDC_CLOCK_SKEW = 60
+    # Seconds to wait for the provider (discovery, JWKS, token endpoint).
+    KIM_OIDC_TIMEOUT = 10
+    # "off": no password login, except for KIM_EMERGENCY_ACCOUNT (e-mail address),
+    # the way in when the provider is down.
+    KIM_LOCAL_LOGIN = "on"
+    KIM_EMERGENCY_ACCOUNT: str | None = None
 
 
 #: Secrets that may also come from a file named by ``<NAME>_FILE`` (Docker secrets,
@@ -116,6 +141,8 @@ SECRET_VARIABLES = (
     "KIM_DATABASE_PASSWORD",
     "KIM_RATELIMIT_STORAGE_URL",
     "KIM_JOBS_URL",
+    "KIM_OIDC_CLIENT_ID",
+    "KIM_OIDC_CLIENT_SECRET",
 )
 
 
@@ -167,6 +194,7 @@ def load_environment(app: Flask) -> None:
     for name in ("KIM_SESSION_IDLE_MINUTES", "KIM_SESSION_MAX_HOURS"):
         if env.get(name):
             app.config[name] = int(env[name])
+    _load_oidc(app, env)
     if env.get("KIM_GRACE_DAYS"):
         app.config["KIM_GRACE_DAYS"] = int(env["KIM_GRACE_DAYS"])
     if env.get("KIM_SUPPRESSION_WIDTH"):
@@ -198,6 +226,68 @@ def load_environment(app: Flask) -> None:
             app.config[name] = int(env[name])
 
 
+def _load_oidc(app: Flask, env: dict[str, str]) -> None:
+    """The single sign-on settings and the switch for password logins."""
+    for name in (
+        "KIM_OIDC_ISSUER",
+        "KIM_OIDC_CLIENT_ID",
+        "KIM_OIDC_CLIENT_SECRET",
+        "KIM_OIDC_SCOPES",
+        "KIM_OIDC_REDIRECT_URI",
+        "KIM_OIDC_GROUPS_CLAIM",
+        "KIM_LOCAL_LOGIN",
+        "KIM_EMERGENCY_ACCOUNT",
+    ):
+        if env.get(name):
+            app.config[name] = env[name].strip()
+    for name in ("KIM_OIDC_CLOCK_SKEW", "KIM_OIDC_TIMEOUT"):
+        if env.get(name):
+            app.config[name] = int(env[name])
+    if env.get("KIM_OIDC_GROUP_MAP"):
+        app.config["KIM_OIDC_GROUP_MAP"] = parse_group_map(env["KIM_OIDC_GROUP_MAP"])
+
+
+def parse_group_map(text: str) -> dict[str, str]:
+    """``"KIM-Kreis=district_admin, KIM-Steuerung=steering_group"`` as a dict.
+
+    Only known roles are accepted: a typo must not silently suggest nothing.
+    """
+    codes = [code for code, _label in ROLES]
+    mapping = {}
+    for pair in filter(None, (part.strip() for part in text.split(","))):
+        group, _, role = pair.rpartition("=")
+        if not group.strip() or role.strip() not in codes:
+            raise RuntimeError(
+                f"KIM_OIDC_GROUP_MAP: {pair!r} ist kein Paar Gruppe=Rolle; Rollen: "
+                + ", ".join(codes)
+            )
+        mapping[group.strip()] = role.strip()
+    return mapping
+
+
+def _check_login_settings(app: Flask) -> None:
+    """Single sign-on and the password switch: refuse what cannot work."""
+    config = app.config
+    if config["KIM_LOCAL_LOGIN"] not in ("on", "off"):
+        raise RuntimeError(
+            f"Unbekannter Wert KIM_LOCAL_LOGIN={config['KIM_LOCAL_LOGIN']!r}; erlaubt: on, off"
+        )
+    issuer = config.get("KIM_OIDC_ISSUER")
+    if config["KIM_LOCAL_LOGIN"] == "off" and not issuer:
+        raise RuntimeError(
+            "KIM_LOCAL_LOGIN=off braucht KIM_OIDC_ISSUER: sonst kann sich niemand anmelden."
+        )
+    if not issuer:
+        return
+    if not config.get("KIM_OIDC_CLIENT_ID"):
+        raise RuntimeError("KIM_OIDC_ISSUER ist gesetzt, KIM_OIDC_CLIENT_ID fehlt.")
+    if config["KIM_ENV"] == "production" and not issuer.startswith("https://"):
+        raise RuntimeError(
+            f"KIM_OIDC_ISSUER={issuer!r}: in Produktion nur über https://, sonst können "
+            "Anmeldungen unterwegs gelesen oder verändert werden."
+        )
+
+
 def finalize(app: Flask) -> None:
     """Fill in what depends on other settings: database, secret key, cookies."""
     instance = Path(app.instance_path)
@@ -210,6 +300,7 @@ def finalize(app: Flask) -> None:
             + ", ".join(ENVIRONMENTS)
         )
     production = app.config["KIM_ENV"] == "production"
+    _check_login_settings(app)
     if production:
         app.config["SESSION_COOKIE_SECURE"] = True
     if production:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, g
 
@@ -27,7 +28,7 @@ def _set_headers(response: Response) -> Response:
             "connect-src 'self'",
             "object-src 'none'",
             "base-uri 'self'",
-            "form-action 'self'",
+            f"form-action {_form_targets()}",
             "frame-ancestors 'none'",
         ]
     )
@@ -48,6 +49,17 @@ def _set_headers(response: Response) -> Response:
     elif response.mimetype == "text/html":
         response.headers.setdefault("Cache-Control", "no-store")
     return response
+
+
+def _form_targets() -> str:
+    """Where forms may lead: this site, and the OpenID provider when single sign-on is
+    on, because logging out (a form) goes on to the provider's end-session endpoint
+    and browsers apply form-action to the redirects after a form, too."""
+    issuer = current_app.config.get("KIM_OIDC_ISSUER")
+    if not issuer:
+        return "'self'"
+    parts = urlsplit(issuer)
+    return f"'self' {parts.scheme}://{parts.netloc}"
 
 
 def _signed_in() -> bool:

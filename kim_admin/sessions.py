@@ -26,8 +26,12 @@ from .extensions import db
 TOUCH_AFTER = 60
 
 
-def _hash(token: str) -> str:
+def token_hash(token: str) -> str:
+    """The key of a session's row: the SHA-256 of its token."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+_hash = token_hash
 
 
 def _limits() -> tuple[timedelta, timedelta]:
@@ -38,8 +42,11 @@ def _limits() -> tuple[timedelta, timedelta]:
     )
 
 
-def start(user: User) -> str:
-    """Open a session for ``user``; return the token for the cookie. The caller commits."""
+def start(user: User, **details: Any) -> str:
+    """Open a session for ``user``; return the token for the cookie. The caller commits.
+
+    ``details`` are further columns of the row (the ID token of a single sign-on).
+    """
     idle, absolute = _limits()
     now = utcnow()
     # Expired rows of anyone go now (cheap: both columns are indexed).
@@ -56,6 +63,7 @@ def start(user: User) -> str:
             user_token=user.session_token,
             created_at=now,
             last_seen_at=now,
+            **details,
         )
     )
     user.login_token = token

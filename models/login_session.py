@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from kim_admin.extensions import db
@@ -31,6 +31,12 @@ class LoginSession(db.Model):
     user_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # Single sign-on only (kim_admin/oidc.py): the ID token (sent back as id_token_hint
+    # at logout), the refresh token, and when the ID token expires: from then on the
+    # session is checked with the provider again before it serves a request.
+    id_token: Mapped[str | None] = mapped_column(Text)
+    refresh_token: Mapped[str | None] = mapped_column(Text)
+    recheck_at: Mapped[datetime | None]
 
     user: Mapped[User] = relationship()
 
