@@ -39,6 +39,7 @@ from werkzeug.serving import make_server
 from kim_admin import report
 from kim_admin.extensions import db
 from kim_admin.monitoring import status as statuses
+from kim_admin.report import publication
 from models import (
     AuditEvent,
     Indicator,
@@ -585,8 +586,18 @@ def _submit_report(page: sync_api.Page) -> None:
 
 def _logout(page: sync_api.Page) -> None:
     """Log out through the user menu's "Abmelden" (a POST form in the dropdown)."""
-    page.locator("#user-menu").click()
-    page.get_by_role("button", name="Abmelden", exact=True).click()
+    # The dropdown opens by Bootstrap's script: on a busy machine a click can come
+    # before the script has bound it, so open it until the entry shows.
+    page.wait_for_load_state("load")
+    button = page.get_by_role("button", name="Abmelden", exact=True)
+    for _ in range(5):
+        page.locator("#user-menu").click()
+        try:
+            button.wait_for(state="visible", timeout=3000)
+            break
+        except sync_api.TimeoutError:
+            continue
+    button.click()
     sync_api.expect(page.get_by_text("Sie sind abgemeldet.")).to_be_visible()
     sync_api.expect(page).to_have_url(re.compile(r"/login"))
 
@@ -739,13 +750,27 @@ def test_published_report_chooses_the_last_whole_year(
     first, last = page.get_by_label("Von Quartal"), page.get_by_label("Bis Quartal")
     first.select_option(str(ids["first"]))
     last.select_option(str(ids["last"]))
+    towns = page.locator('input[name="municipalities"]')
+    arnsberg = page.get_by_label("Arnsberg", exact=True)
+    brilon = page.get_by_label("Brilon (keine KIM-Teilnahme)")
+    brilon.check()
+    arnsberg.uncheck()
+    page.get_by_label("alle erfassten Werte", exact=False).check()
     publish = page.get_by_label("für Veröffentlichung")
     publish.check()
     sync_api.expect(first).to_have_value(str(ids["year_first"]))
     sync_api.expect(last).to_have_value(str(ids["year_last"]))
+    # Every KIM municipality and approved figures only, as a publication must cover.
+    with app.app_context():
+        participants = {str(i) for i in publication.participant_ids()}
+    checked = {t.get_attribute("value") for t in towns.all() if t.is_checked()}
+    assert checked == participants
+    sync_api.expect(page.get_by_label("nur freigegebene Meldungen")).to_be_checked()
     publish.uncheck()
     sync_api.expect(first).to_have_value(str(ids["first"]))
     sync_api.expect(last).to_have_value(str(ids["last"]))
+    sync_api.expect(brilon).to_be_checked()
+    sync_api.expect(arnsberg).not_to_be_checked()
     problems.assert_clean()
 
 

@@ -137,6 +137,11 @@ class ReportForm(FlaskForm):
             and (refusal := publication.check_grid(first, last))
         ):
             raise ValidationError(refusal)
+        refusal = publication.check_choice(
+            self.municipalities.data or [], self.basis.data != "all", self.user
+        )
+        if refusal:
+            raise ValidationError(refusal)
 
 
 class ReportView(SecureView):
@@ -163,9 +168,11 @@ class ReportView(SecureView):
         # The page's script switches to the last whole calendar year when "für
         # Veröffentlichung" is ticked (and back): published reports cover one.
         year = report.last_complete_year()
+        # ... and every KIM municipality with approved figures only.
         form.publish.render_kw = {
             "data-published-first": year[0].id if year else "",
             "data-published-last": year[-1].id if year else "",
+            "data-published-towns": ",".join(map(str, publication.participant_ids())),
         }
         if request.method == "GET":
             defaults = report.default_options(current_user)

@@ -185,9 +185,9 @@
     });
   });
 
-  // "für Veröffentlichung" covers one whole calendar year: ticking it chooses the
-  // last complete year (the server says which), unticking brings back the range
-  // chosen before.
+  // "für Veröffentlichung" covers one whole calendar year of every KIM municipality's
+  // approved figures: ticking it chooses the last complete year, those municipalities
+  // and that basis (the server says which); unticking brings back the choice before.
   document.addEventListener("change", function (event) {
     var box = event.target;
     if (!(box instanceof HTMLInputElement) || !box.hasAttribute("data-published-first")) {
@@ -199,14 +199,34 @@
     if (!first || !last || !box.getAttribute("data-published-first")) {
       return;
     }
+    var towns = Array.prototype.slice.call(form.querySelectorAll('input[name="municipalities"]'));
+    var basis = Array.prototype.slice.call(form.querySelectorAll('input[name="basis"]'));
     if (box.checked) {
       box.setAttribute("data-before", first.value + " " + last.value);
+      box.setAttribute(
+        "data-before-choice",
+        JSON.stringify({
+          towns: towns.filter(function (t) { return t.checked; }).map(function (t) { return t.value; }),
+          basis: (basis.filter(function (b) { return b.checked; })[0] || {}).value
+        })
+      );
       first.value = box.getAttribute("data-published-first");
       last.value = box.getAttribute("data-published-last");
+      // A publication covers every KIM municipality, with approved figures only.
+      var published = (box.getAttribute("data-published-towns") || "").split(",");
+      towns.forEach(function (t) { t.checked = published.indexOf(t.value) >= 0; });
+      basis.forEach(function (b) { b.checked = b.value === "approved"; });
     } else if (box.hasAttribute("data-before")) {
       var before = box.getAttribute("data-before").split(" ");
       first.value = before[0];
       last.value = before[1];
+      var choice = JSON.parse(box.getAttribute("data-before-choice") || "{}");
+      if (choice.towns) {
+        towns.forEach(function (t) { t.checked = choice.towns.indexOf(t.value) >= 0; });
+      }
+      if (choice.basis) {
+        basis.forEach(function (b) { b.checked = b.value === choice.basis; });
+      }
     }
   });
 
