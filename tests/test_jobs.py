@@ -533,3 +533,18 @@ def test_probe_command_runs_inline(app):
 def test_worker_command_needs_redis(app):
     result = app.test_cli_runner().invoke(args=["jobs", "worker"])
     assert result.exit_code != 0 and "KIM_JOBS_URL ist nicht gesetzt" in result.output
+
+
+def test_published_report_of_some_municipalities_is_refused_before_any_job(app, world, accounts):
+    """Two published reports over different municipalities could be subtracted."""
+    session = logged_in(app, accounts.steering)
+    some = _form(world, publish="y", municipalities=[str(world["towns"][0])])
+    refused = start_report(session, some)
+    assert refused.status_code == 400
+    assert "alle KIM-Kommunen wählen" in refused.get_data(as_text=True)
+    provisional = _form(world, publish="y", basis="all")
+    refused = start_report(session, provisional)
+    assert refused.status_code == 400
+    assert "nur freigegebene Zahlen" in refused.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Job.id))) == 0
