@@ -5,6 +5,7 @@ from .indicator import FIELDS_OF_ACTION, INDICATOR_KINDS, Indicator
 from .login_session import LoginSession
 from .municipality import Municipality
 from .needs import PRIORITIES, NeedsAssessment
+from .notification import Notification, NotificationPreference
 from .partner import PARTNER_KINDS, Partner, partner_municipality, partner_target_group
 from .post import (
     BAUSTEINE,
@@ -45,6 +46,8 @@ __all__ = [
     "MonitoringEntry",
     "Municipality",
     "NeedsAssessment",
+    "Notification",
+    "NotificationPreference",
     "Partner",
     "Post",
     "ReportingPeriod",

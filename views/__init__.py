@@ -13,6 +13,7 @@ from models import (
     MonitoringEntry,
     Municipality,
     NeedsAssessment,
+    Notification,
     Partner,
     Post,
     ReportingPeriod,
@@ -34,6 +35,7 @@ from .masterdata import (
     RoomView,
     TargetGroupView,
 )
+from .notifications import NotificationSettingsView, NotificationView
 from .report import ReportView
 from .reporting import (
     MonitoringEntryView,
@@ -86,6 +88,12 @@ def init_admin(app: Flask) -> Admin:
         ),
         UserView(User, name="Benutzer", category=ADMINISTRATION),
         AuditEventView(AuditEvent, name="Protokoll", category=ADMINISTRATION),
+        NotificationView(Notification, name="Benachrichtigungen", category=ADMINISTRATION),
         AccountView(name="Passwort ändern", endpoint="account", url="/konto"),
+        NotificationSettingsView(
+            name="Benachrichtigungen",
+            endpoint="notification_settings",
+            url="/konto/benachrichtigungen",
+        ),
     )
     return admin
