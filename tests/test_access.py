@@ -36,6 +36,7 @@ from models import (
     MonitoringEntry,
     Municipality,
     NeedsAssessment,
+    Notification,
     Partner,
     Post,
     ReportingPeriod,
@@ -67,6 +68,7 @@ RESOURCES = [
     "validation_rule",
     "user",
     "audit_event",
+    "notification",
 ]
 ROLES = ["anonymous", "district", "arnsberg", "meschede", "steering"]
 TOWN_OF = {"arnsberg": "Arnsberg", "meschede": "Meschede"}
@@ -169,6 +171,10 @@ def build_world() -> dict:
         )
     factories.partner("Partner-Kreisweit")
     db.session.add(AuditEvent(action="test", object_type="partner"))
+    district = db.session.scalar(select(User).where(User.email == Accounts().district))
+    db.session.add(
+        Notification(key="test", kind="submitted", user=district, municipality=towns["Arnsberg"])
+    )
     db.session.commit()
 
     ids: dict[str, dict[str, int]] = {
@@ -184,6 +190,7 @@ def build_world() -> dict:
         ("user", User),
         ("audit_event", AuditEvent),
         ("validation_rule", ValidationRule),
+        ("notification", Notification),
     ):
         first = db.session.scalar(select(model.id).order_by(model.id))
         ids[resource] = {"Arnsberg": first, "Meschede": first}
@@ -247,6 +254,7 @@ def form_for(resource: str, world: dict, town: str) -> dict:
             "new_password": "ein-gutes-passwort",
         },
         "audit_event": {"action": "erfunden"},
+        "notification": {"state": "sent"},
         "validation_rule": {
             "name": "Neue Regel",
             "left_side": "VERM",
@@ -442,6 +450,7 @@ MODELS = {
     "validation_rule": ValidationRule,
     "user": User,
     "audit_event": AuditEvent,
+    "notification": Notification,
 }
 
 
@@ -531,6 +540,7 @@ def test_relation_picker_offers_only_own_municipality(as_arnsberg, path):
 PAGES = [
     ("/", "dashboard"),
     ("/konto/", "account"),
+    ("/konto/benachrichtigungen/", "account"),
     ("/erfassung/", "data_entry"),
     ("/meldestand/", "meldestand"),
     ("/bericht/", "report"),
