@@ -97,6 +97,9 @@ class Config:
     # ... STARTTLS on the submission port (587) or implicit TLS (465), never both ...
     KIM_SMTP_STARTTLS = True
     KIM_SMTP_SSL = False
+    # CA certificates (PEM) that sign the server's certificate, if not the system's,
+    # e.g. the IT provider's own CA; certificates are always verified.
+    KIM_SMTP_CA_FILE: str | None = None
     # ... and how long one connection attempt or reply may take, in seconds.
     KIM_SMTP_TIMEOUT = 30
     # The sender of every notification.
@@ -199,7 +202,13 @@ def load_environment(app: Flask) -> None:
     ):
         if env.get(name):
             app.config[name] = int(env[name])
-    for name in ("KIM_SMTP_HOST", "KIM_SMTP_USER", "KIM_SMTP_PASSWORD", "KIM_MAIL_FROM"):
+    for name in (
+        "KIM_SMTP_HOST",
+        "KIM_SMTP_USER",
+        "KIM_SMTP_PASSWORD",
+        "KIM_SMTP_CA_FILE",
+        "KIM_MAIL_FROM",
+    ):
         if env.get(name):
             app.config[name] = env[name]
     if env.get("KIM_BASE_URL"):

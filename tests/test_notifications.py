@@ -17,6 +17,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+import trustme
 from flask import Flask
 from sqlalchemy import select
 
@@ -48,15 +49,23 @@ ARNSBERG = ["arnsberg2@test.example", "arnsberg@test.example"]
 class Sink:
     """The SMTP server process and the mails it has received."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *options: str) -> None:
         self.directory = directory
+        self.options = options
         self.port = 0
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
         """Start listening (on the same port again after :meth:`stop`)."""
         self.process = subprocess.Popen(  # noqa: S603 (our own script)
-            [sys.executable, str(SINK), str(self.directory), str(self.port)],
+            [
+                sys.executable,
+                str(SINK),
+                str(self.directory),
+                "--port",
+                str(self.port),
+                *self.options,
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -432,6 +441,69 @@ def test_failures_page_is_for_the_district_only(world, as_district, as_steering,
     assert as_steering.get("/notification/").status_code == 403
     assert as_arnsberg.get("/notification/").status_code == 403
     assert as_district.post("/notification/delete/", {"id": "1"}).status_code == 403
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A test CA and a certificate it issued for 127.0.0.1, as PEM files."""
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1")
+    directory = tmp_path_factory.mktemp("tls")
+    files = {name: str(directory / f"{name}.pem") for name in ("ca", "cert", "key")}
+    ca.cert_pem.write_to_path(files["ca"])
+    for blob in server.cert_chain_pems:
+        blob.write_to_path(files["cert"], append=True)
+    server.private_key_pem.write_to_path(files["key"])
+    return files
+
+
+@pytest.fixture
+def secure_sink(tls_files, tmp_path) -> Iterator[Sink]:
+    """An SMTP server that insists on STARTTLS and a login (kim-admin / s3cret)."""
+    secure = Sink(
+        tmp_path / "secure-mail",
+        "--tls",
+        tls_files["cert"],
+        tls_files["key"],
+        "--login",
+        "kim-admin:s3cret",
+    )
+    secure.start()
+    yield secure
+    secure.stop()
+
+
+def test_starttls_login_and_a_verified_certificate(app, world, secure_sink, tls_files):
+    app.config.update(
+        KIM_SMTP_PORT=secure_sink.port,
+        KIM_SMTP_STARTTLS=True,
+        KIM_SMTP_USER="kim-admin",
+        KIM_SMTP_PASSWORD="s3cret",
+        KIM_SMTP_CA_FILE=tls_files["ca"],
+    )
+    act(app, "arnsberg@test.example", "submit", world)
+    assert run(app).exit_code == 0
+    assert recipients(secure_sink.take()) == DISTRICT
+
+    # A certificate no configured CA vouches for: nothing leaves, the mail waits.
+    app.config["KIM_SMTP_CA_FILE"] = None
+    act(app, "kreis@test.example", "approve", world)
+    assert run(app).exit_code == 1
+    assert secure_sink.take() == []
+    waiting = [r for r in rows(app) if r.kind == events.APPROVED]
+    assert all("CERTIFICATE_VERIFY_FAILED" in (r.last_error or "") for r in waiting)
+    assert {r.state for r in waiting} == {events.PENDING}
+
+    # A wrong password is the server's refusal, not the mail's: it waits too.
+    app.config.update(KIM_SMTP_CA_FILE=tls_files["ca"], KIM_SMTP_PASSWORD="falsch")
+    assert run(app).exit_code == 1
+    waiting = [r for r in rows(app) if r.kind == events.APPROVED]
+    assert all("SMTPAuthenticationError" in (r.last_error or "") for r in waiting)
+    assert {r.state for r in waiting} == {events.PENDING}
+
+    app.config["KIM_SMTP_PASSWORD"] = "s3cret"
+    assert run(app).exit_code == 0
+    assert recipients(secure_sink.take()) == ARNSBERG
 
 
 def test_run_refuses_without_a_mail_server(app, world):

@@ -27,6 +27,13 @@ class MailConfigError(RuntimeError):
     """The SMTP settings are missing or contradict each other (German message)."""
 
 
+class ServerUnavailable(Exception):
+    """No usable connection: unreachable, TLS refused, login refused; not a mail's fault."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+
+
 def link(row: Notification) -> str:
     """The page the mail points to: the entry form of the municipality and quarter."""
     base = urlsplit(current_app.config["KIM_BASE_URL"])
@@ -98,11 +105,18 @@ def check_settings() -> None:
 
 
 def connect() -> smtplib.SMTP:
-    """An SMTP connection as configured (TLS verified against the system's CAs), logged in."""
+    """An SMTP connection as configured (TLS verified), logged in; or ServerUnavailable."""
+    try:
+        return _connect()
+    except (OSError, smtplib.SMTPException) as exc:
+        raise ServerUnavailable(exc) from exc
+
+
+def _connect() -> smtplib.SMTP:
     config = current_app.config
     host, port = config["KIM_SMTP_HOST"], int(config["KIM_SMTP_PORT"])
     timeout = float(config["KIM_SMTP_TIMEOUT"])
-    context = ssl.create_default_context()
+    context = ssl.create_default_context(cafile=config.get("KIM_SMTP_CA_FILE") or None)
     if config["KIM_SMTP_SSL"]:
         smtp: smtplib.SMTP = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
     else:

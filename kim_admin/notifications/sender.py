@@ -24,6 +24,7 @@ import logging
 import smtplib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from email.message import EmailMessage
 
 from flask import current_app
 from sqlalchemy import select, update
@@ -50,6 +51,15 @@ class Result:
     failed: int = 0
     released: int = 0
     errors: list[str] = field(default_factory=list)
+
+    def count(self, again: bool, error: str | None = None) -> None:
+        """Count a failed attempt: to be retried, or given up."""
+        if again:
+            self.retry += 1
+        else:
+            self.failed += 1
+        if error:
+            self.errors.append(error)
 
 
 def wants(row: Notification) -> bool:
@@ -92,7 +102,8 @@ def claim(row_id: int, now: datetime) -> bool:
 
 def _failed(row: Notification, exc: Exception, now: datetime, permanent: bool) -> bool:
     """Record a failed attempt; True if the row will be tried again."""
-    again = _schedule_retry(row, f"{type(exc).__name__}: {exc}", now, permanent)
+    error = str(exc) if isinstance(exc, mail.ServerUnavailable) else f"{type(exc).__name__}: {exc}"
+    again = _schedule_retry(row, error, now, permanent)
     db.session.commit()
     return again
 
@@ -132,6 +143,25 @@ def _schedule_retry(row: Notification, error: str, now: datetime, permanent: boo
     return True
 
 
+def send(smtp: smtplib.SMTP | None, message: EmailMessage) -> smtplib.SMTP:
+    """Send ``message`` on ``smtp`` (connecting first if None); returns the connection.
+
+    A server that closed a connection kept open between mails (a limit of mails per
+    connection, an idle timeout) gets one fresh connection before it counts as down.
+    """
+    if smtp is None:
+        smtp = mail.connect()
+        smtp.send_message(message)
+        return smtp
+    try:
+        smtp.send_message(message)
+    except smtplib.SMTPServerDisconnected:
+        smtp.close()
+        smtp = mail.connect()
+        smtp.send_message(message)
+    return smtp
+
+
 def deliver(now: datetime | None = None) -> Result:
     """Send every due row of the outbox once, oldest first; commits per row."""
     mail.check_settings()
@@ -166,38 +196,31 @@ def deliver(now: datetime | None = None) -> Result:
                 message = mail.build(row)
             except Exception as exc:  # a broken template: no retry would mend it
                 log.exception("Could not build notification %s", row.id)
-                _failed(row, exc, now, permanent=True)
-                result.failed += 1
-                result.errors.append(row.last_error or "")
+                result.count(_failed(row, exc, now, permanent=True), row.last_error)
                 continue
             try:
-                if smtp is None:
-                    smtp = mail.connect()
-                smtp.send_message(message)
+                smtp = send(smtp, message)
+            except (mail.ServerUnavailable, smtplib.SMTPServerDisconnected, OSError) as exc:
+                # Unreachable, refused TLS or login, timed out: the rest waits for the next run.
+                result.count(_failed(row, exc, now, permanent=False), row.last_error)
+                log.warning("Mail server unavailable, stopping this run: %s", exc)
+                if smtp is not None:
+                    smtp.close()
+                    smtp = None
+                for again in postpone_due(row.last_error or "", now, row.id):
+                    result.count(again)
+                break
             except smtplib.SMTPRecipientsRefused as exc:
                 codes = [code for code, _ in exc.recipients.values()]
-                again = _failed(row, exc, now, permanent=all(c >= 500 for c in codes))
-                result.retry += again
-                result.failed += not again
-                result.errors.append(row.last_error or "")
+                result.count(
+                    _failed(row, exc, now, permanent=all(c >= 500 for c in codes)), row.last_error
+                )
             except smtplib.SMTPResponseException as exc:
                 # 5xx: the server refuses for good (unknown recipient, policy).
-                again = _failed(row, exc, now, permanent=exc.smtp_code >= 500)
-                result.retry += again
-                result.failed += not again
-                result.errors.append(row.last_error or "")
-            except (OSError, smtplib.SMTPException) as exc:
-                # Unreachable, timed out, disconnected: the rest waits for the next run.
-                again = _failed(row, exc, now, permanent=False)
-                result.retry += again
-                result.failed += not again
-                result.errors.append(row.last_error or "")
-                log.warning("Mail server unavailable, stopping this run: %s", exc)
-                smtp = None
-                for other in postpone_due(row.last_error or "", now, row.id):
-                    result.retry += other
-                    result.failed += not other
-                break
+                result.count(_failed(row, exc, now, permanent=exc.smtp_code >= 500), row.last_error)
+            except smtplib.SMTPException as exc:
+                # Anything else the protocol raises: this mail is tried again later.
+                result.count(_failed(row, exc, now, permanent=False), row.last_error)
             else:
                 row.state = events.SENT
                 row.sent_at = utcnow()
