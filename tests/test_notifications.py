@@ -24,7 +24,7 @@ from sqlalchemy import select
 from kim_admin import create_app
 from kim_admin.extensions import db
 from kim_admin.monitoring import periods, workflow
-from kim_admin.notifications import events
+from kim_admin.notifications import events, sender
 from models import Notification, NotificationPreference, ReportingPeriod, User
 from models._common import utcnow
 
@@ -371,6 +371,15 @@ def test_crash_between_send_and_mark_repeats_at_most_that_mail(app, world, sink)
     assert len(sink.take()) == 1
     states = {r.id: r.state for r in rows(app)}
     assert states[first.id] == events.SENT and states[second.id] == events.SENDING
+
+
+def test_a_row_is_claimed_by_one_run_only(app, world):
+    act(app, "arnsberg@test.example", "submit", world)
+    row = rows(app)[-1]
+    with app.app_context():
+        now = utcnow()
+        assert sender.claim(row.id, now) is True
+        assert sender.claim(row.id, now) is False  # a second run at the same time
 
 
 def test_inactive_or_moved_users_get_nothing(app, world, sink):

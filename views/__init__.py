@@ -91,7 +91,7 @@ def init_admin(app: Flask) -> Admin:
         NotificationView(Notification, name="Benachrichtigungen", category=ADMINISTRATION),
         AccountView(name="Passwort ändern", endpoint="account", url="/konto"),
         NotificationSettingsView(
-            name="Benachrichtigungen",
+            name="E-Mail-Benachrichtigungen",
             endpoint="notification_settings",
             url="/konto/benachrichtigungen",
         ),

@@ -21,6 +21,7 @@ from datetime import date, timedelta
 
 from flask import current_app
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from kim_admin.extensions import db
 from kim_admin.monitoring.status import RECEIVED
@@ -220,9 +221,19 @@ def schedule(today: date | None = None) -> int:
     """Add the date-driven mails due ``today`` that are not in the outbox yet; commits.
 
     Returns how many rows were added. Keys already present (sent, skipped,
-    failed or waiting) are left alone: a repeated run adds nothing.
+    failed or waiting) are left alone: a repeated run adds nothing. Should a run
+    started by hand meet the timer's, the slower one's insert violates the
+    unique key; it then starts over and finds the rows there.
     """
-    wanted = calendar_due(today or date.today())
+    try:
+        return _schedule(today or date.today())
+    except IntegrityError:
+        db.session.rollback()
+        return _schedule(today or date.today())
+
+
+def _schedule(today: date) -> int:
+    wanted = calendar_due(today)
     if not wanted:
         return 0
     existing = set()
