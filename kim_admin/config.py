@@ -104,8 +104,9 @@ class Config:
     KIM_SMTP_TIMEOUT = 30
     # The sender of every notification.
     KIM_MAIL_FROM: str | None = None
-    # Where the app is reached by its users: the links in the mails start with it.
-    KIM_BASE_URL = "http://127.0.0.1:5000"
+    # Where the app is reached by its users: the links in the mails start with it
+    # (required in production; a development server's address otherwise).
+    KIM_BASE_URL: str | None = None
     # Days before a quarter's deadline on which municipalities that have not submitted
     # are reminded (KIM_REMINDER_DAYS=14,3).
     KIM_REMINDER_DAYS = (14, 3)

@@ -192,6 +192,8 @@ def test_every_transition_mails_exactly_the_right_people_once(app, world, sink):
     until = world["ends_on"] + timedelta(days=10)
     steps = [
         ("arnsberg@test.example", "submit", {}, DISTRICT, "Arnsberg hat Q"),
+        ("arnsberg2@test.example", "withdraw", {}, [], ""),  # nobody needs to know
+        ("arnsberg@test.example", "submit", {}, DISTRICT, "Arnsberg hat Q"),
         ("kreis@test.example", "return", {"reason": reason}, ARNSBERG, "zurückgegeben"),
         ("arnsberg2@test.example", "submit", {}, DISTRICT, "Arnsberg hat Q"),
         ("kreis@test.example", "approve", {}, ARNSBERG, "freigegeben"),
@@ -515,11 +517,23 @@ def test_starttls_login_and_a_verified_certificate(app, world, secure_sink, tls_
     assert recipients(secure_sink.take()) == ARNSBERG
 
 
-def test_run_refuses_without_a_mail_server(app, world):
-    app.config["KIM_SMTP_HOST"] = None
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"KIM_SMTP_HOST": None}, "KIM_SMTP_HOST ist nicht gesetzt"),
+        ({"KIM_MAIL_FROM": None}, "KIM_MAIL_FROM ist nicht gesetzt"),
+        ({"KIM_SMTP_SSL": True, "KIM_SMTP_STARTTLS": True}, "schließen sich aus"),
+        ({"KIM_ENV": "production", "KIM_BASE_URL": None}, "KIM_BASE_URL ist nicht gesetzt"),
+    ],
+)
+def test_run_refuses_incomplete_settings(app, world, sink, settings, message):
+    act(app, "arnsberg@test.example", "submit", world)
+    app.config.update(settings)
     result = run(app)
     assert result.exit_code != 0
-    assert "KIM_SMTP_HOST ist nicht gesetzt" in result.output
+    assert message in result.output
+    assert sink.take() == []
+    assert {r.state for r in rows(app) if r.kind == events.SUBMITTED} == {events.PENDING}
 
 
 def test_smtp_settings_from_environment(monkeypatch, tmp_path):

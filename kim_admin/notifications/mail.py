@@ -22,6 +22,9 @@ from models import Notification
 
 from . import events
 
+#: Where links point when KIM_BASE_URL is not set (``flask run``; refused in production).
+DEVELOPMENT_URL = "http://127.0.0.1:5000"
+
 
 class MailConfigError(RuntimeError):
     """The SMTP settings are missing or contradict each other (German message)."""
@@ -36,7 +39,7 @@ class ServerUnavailable(Exception):
 
 def link(row: Notification) -> str:
     """The page the mail points to: the entry form of the municipality and quarter."""
-    base = urlsplit(current_app.config["KIM_BASE_URL"])
+    base = urlsplit(current_app.config.get("KIM_BASE_URL") or DEVELOPMENT_URL)
     adapter = current_app.url_map.bind(
         base.netloc, script_name=base.path or "/", url_scheme=base.scheme or "https"
     )
@@ -97,6 +100,11 @@ def check_settings() -> None:
         raise MailConfigError("KIM_SMTP_HOST ist nicht gesetzt: kein Mailserver für den Versand.")
     if not config.get("KIM_MAIL_FROM"):
         raise MailConfigError("KIM_MAIL_FROM ist nicht gesetzt: keine Absenderadresse.")
+    if not config.get("KIM_BASE_URL") and config["KIM_ENV"] == "production":
+        raise MailConfigError(
+            "KIM_BASE_URL ist nicht gesetzt: die Links in den E-Mails brauchen die Adresse, "
+            "unter der KIM-Admin erreichbar ist (z. B. https://kim.hochsauerlandkreis.de)."
+        )
     if config["KIM_SMTP_SSL"] and config["KIM_SMTP_STARTTLS"]:
         raise MailConfigError(
             "KIM_SMTP_SSL und KIM_SMTP_STARTTLS schließen sich aus: bitte nur eines setzen "
