@@ -275,6 +275,24 @@ def test_calendar_opens_reminds_and_warns_once_each(app, world, sink):
             assert deadline.strftime("%d.%m.%Y") in text
 
 
+def test_a_deadline_moved_later_reminds_again(app, world, sink):
+    day = world["deadline"] - timedelta(days=3)
+    assert run(app, "--today", day.isoformat()).exit_code == 0
+    assert len(sink.take()) == 3
+    with app.app_context():
+        db.session.get(ReportingPeriod, world["period"]).deadline += timedelta(days=7)
+        db.session.commit()
+    moved = (world["deadline"] + timedelta(days=7)).strftime("%d.%m.%Y")
+    assert run(app, "--today", day.isoformat()).exit_code == 0
+    reminded = sink.take()  # ten days before the new deadline: its 14-day reminder
+    assert len(reminded) == 3 and all(moved in m["Subject"] for m in reminded)
+    later = (world["deadline"] + timedelta(days=4)).isoformat()
+    assert run(app, "--today", later).exit_code == 0
+    assert len(sink.take()) == 3  # three days before the new one
+    assert run(app, "--today", later).exit_code == 0
+    assert sink.take() == []
+
+
 def test_a_quarter_opened_late_gets_no_separate_reminder(app, world, sink):
     with app.app_context():
         db.session.execute(Notification.__table__.delete())

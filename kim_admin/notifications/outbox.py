@@ -162,9 +162,10 @@ def _calendar(period: ReportingPeriod, today: date, grace_days: int) -> list[tup
         if reached:
             # After a pause of the timer only the nearest reminder goes out, not all.
             days = min(reached)
-            due.append((events.REMINDER, f"reminder-{days}:p{period.id}"))
+            # The deadline is part of the key: a deadline moved later reminds again.
+            due.append((events.REMINDER, f"reminder-{days}:p{period.id}:{deadline:%Y%m%d}"))
     if deadline is not None and deadline < today <= deadline + timedelta(days=grace_days):
-        due.append((events.OVERDUE, f"overdue:p{period.id}"))
+        due.append((events.OVERDUE, f"overdue:p{period.id}:{deadline:%Y%m%d}"))
     return due
 
 
