@@ -462,7 +462,9 @@ def test_preference_form_needs_csrf(app, world, as_arnsberg):
 def test_account_page_links_to_the_preferences(as_steering):
     html = as_steering.get("/konto/").get_data(as_text=True)
     assert 'href="/konto/benachrichtigungen/"' in html
-    assert as_steering.get("/konto/benachrichtigungen/").status_code == 200
+    page = as_steering.get("/konto/benachrichtigungen/")
+    assert page.status_code == 200
+    assert "Ihre Rolle erhält derzeit keine Benachrichtigungen" in page.get_data(as_text=True)
 
 
 def test_failures_page_is_for_the_district_only(world, as_district, as_steering, as_arnsberg):

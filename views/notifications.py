@@ -10,7 +10,7 @@ from wtforms import BooleanField, SubmitField
 
 from kim_admin.extensions import db
 from kim_admin.notifications import events
-from kim_admin.permissions import READ
+from kim_admin.permissions import DISTRICT_ADMIN, MUNICIPAL_STAFF, READ
 from models import NotificationPreference
 
 from .base import SecureModelView, SecureView
@@ -38,7 +38,7 @@ class NotificationSettingsView(SecureView):
     view_permissions = {"index": READ}
 
     def is_visible(self) -> bool:
-        return False  # reached from the account page and the user menu
+        return False  # reached from the account page
 
     @expose("/", methods=("GET", "POST"))
     def index(self):
@@ -57,7 +57,13 @@ class NotificationSettingsView(SecureView):
             flash("Ihre Einstellungen für Benachrichtigungen wurden gespeichert.", "success")
             return redirect(url_for(".index"))
         must_know = [k for k in events.KIND_LIST if k.switch is None]
-        return self.render("notifications/settings.html", form=form, must_know=must_know)
+        return self.render(
+            "notifications/settings.html",
+            form=form,
+            must_know=must_know,
+            # The steering group takes no part in the reporting cycle's mails.
+            receives=user.role in (DISTRICT_ADMIN, MUNICIPAL_STAFF),
+        )
 
 
 class NotificationView(SecureModelView):
