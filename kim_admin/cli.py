@@ -10,6 +10,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from . import accounts, backup, demo, jobs, oidc, retention
+from .notifications.cli import notify_cli
 from .permissions import ROLES
 from .reference import load_reference_data
 
@@ -153,3 +154,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(audit_cli)
     app.cli.add_command(jobs.jobs_cli)
     app.cli.add_command(oidc.sso_cli)
+    app.cli.add_command(notify_cli)

@@ -131,6 +131,33 @@ class Config:
     # the way in when the provider is down.
     KIM_LOCAL_LOGIN = "on"
     KIM_EMERGENCY_ACCOUNT: str | None = None
+    # E-mail notifications (`flask notify run`): the SMTP server, port and login ...
+    KIM_SMTP_HOST: str | None = None
+    KIM_SMTP_PORT = 587
+    KIM_SMTP_USER: str | None = None
+    KIM_SMTP_PASSWORD: str | None = None
+    # ... STARTTLS on the submission port (587) or implicit TLS (465), never both ...
+    KIM_SMTP_STARTTLS = True
+    KIM_SMTP_SSL = False
+    # CA certificates (PEM) that sign the server's certificate, if not the system's,
+    # e.g. the IT provider's own CA; certificates are always verified.
+    KIM_SMTP_CA_FILE: str | None = None
+    # ... and how long one connection attempt or reply may take, in seconds.
+    KIM_SMTP_TIMEOUT = 30
+    # The sender of every notification.
+    KIM_MAIL_FROM: str | None = None
+    # Where the app is reached by its users: the links in the mails start with it
+    # (required in production; a development server's address otherwise).
+    KIM_BASE_URL: str | None = None
+    # Days before a quarter's deadline on which municipalities that have not submitted
+    # are reminded (KIM_REMINDER_DAYS=14,3).
+    KIM_REMINDER_DAYS = (14, 3)
+    # A failed mail is retried after 15, 30, 60 ... minutes (at most a day), this many
+    # attempts in all; then it stays "fehlgeschlagen" on the page Benachrichtigungen.
+    KIM_NOTIFY_RETRY_MINUTES = 15
+    KIM_NOTIFY_MAX_ATTEMPTS = 8
+    # A mail claimed longer ago than this by a run that crashed is sent again.
+    KIM_NOTIFY_CLAIM_MINUTES = 10
 
 
 #: Secrets that may also come from a file named by ``<NAME>_FILE`` (Docker secrets,
@@ -143,7 +170,10 @@ SECRET_VARIABLES = (
     "KIM_JOBS_URL",
     "KIM_OIDC_CLIENT_ID",
     "KIM_OIDC_CLIENT_SECRET",
+    "KIM_SMTP_PASSWORD",
 )
+#: Spellings of "yes" in boolean variables (KIM_SMTP_STARTTLS=false switches it off).
+TRUE_WORDS = ("1", "true", "yes", "ja", "on")
 
 
 def read_environment() -> dict[str, str]:
@@ -221,9 +251,32 @@ def load_environment(app: Flask) -> None:
         "KIM_JOBS_STALE_SECONDS",
         "KIM_JOBS_MAX_RESULT_BYTES",
         "KIM_JOBS_KEEP_HOURS",
+        "KIM_SMTP_PORT",
+        "KIM_SMTP_TIMEOUT",
+        "KIM_NOTIFY_RETRY_MINUTES",
+        "KIM_NOTIFY_MAX_ATTEMPTS",
+        "KIM_NOTIFY_CLAIM_MINUTES",
     ):
         if env.get(name):
             app.config[name] = int(env[name])
+    for name in (
+        "KIM_SMTP_HOST",
+        "KIM_SMTP_USER",
+        "KIM_SMTP_PASSWORD",
+        "KIM_SMTP_CA_FILE",
+        "KIM_MAIL_FROM",
+    ):
+        if env.get(name):
+            app.config[name] = env[name]
+    if env.get("KIM_BASE_URL"):
+        app.config["KIM_BASE_URL"] = env["KIM_BASE_URL"].rstrip("/")
+    for name in ("KIM_SMTP_STARTTLS", "KIM_SMTP_SSL"):
+        if env.get(name):
+            app.config[name] = env[name].strip().lower() in TRUE_WORDS
+    if env.get("KIM_REMINDER_DAYS"):
+        app.config["KIM_REMINDER_DAYS"] = tuple(
+            int(day) for day in env["KIM_REMINDER_DAYS"].split(",") if day.strip()
+        )
 
 
 def _load_oidc(app: Flask, env: dict[str, str]) -> None:

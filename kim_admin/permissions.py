@@ -52,6 +52,8 @@ PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
         "user": _ALL,
         # The audit trail is append-only: nobody edits or deletes it in the app.
         "audit_event": _READ_EXPORT,
+        # The e-mail outbox, to follow up failed deliveries; written only by `flask notify run`.
+        "notification": _READ_EXPORT,
         "dashboard": _READ,
         "account": _READ,
         # Funding (Förderung): grants per post and year, vacancies, the funding-year

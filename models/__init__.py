@@ -15,6 +15,7 @@ from .job import JOB_KINDS, JOB_STATUSES, Job
 from .login_session import LoginSession
 from .municipality import Municipality
 from .needs import PRIORITIES, NeedsAssessment
+from .notification import Notification, NotificationPreference
 from .partner import PARTNER_KINDS, Partner, partner_municipality, partner_target_group
 from .post import (
     BAUSTEINE,
@@ -63,6 +64,8 @@ __all__ = [
     "MonitoringEntry",
     "Municipality",
     "NeedsAssessment",
+    "Notification",
+    "NotificationPreference",
     "Partner",
     "Post",
     "PostFunding",

@@ -219,6 +219,16 @@ def test_steering_group_sees_no_users_and_no_audit_log(world, as_steering):
         assert as_steering.get(path).status_code == 403, path
 
 
+def test_only_the_district_sees_the_mail_outbox(world, as_district, as_steering, as_arnsberg):
+    """Failed notifications are the district's to follow up; the outbox names every user."""
+    assert as_district.get("/notification/").status_code == 200
+    assert as_district.get("/notification/export/xlsx/").status_code == 200
+    for session in (as_steering, as_arnsberg):
+        assert session.get("/notification/").status_code == 403
+        assert session.get("/notification/export/csv/").status_code == 403
+    assert as_district.post("/notification/new/", {"state": "sent"}).status_code == 403
+
+
 # --- Kommune: shared master data, its own rooms and posts, nothing of other towns -------
 
 

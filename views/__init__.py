@@ -14,6 +14,7 @@ from models import (
     MonitoringEntry,
     Municipality,
     NeedsAssessment,
+    Notification,
     Partner,
     Post,
     PostFunding,
@@ -38,6 +39,7 @@ from .masterdata import (
     RoomView,
     TargetGroupView,
 )
+from .notifications import NotificationSettingsView, NotificationView
 from .report import ReportView
 from .reporting import (
     MonitoringEntryView,
@@ -98,6 +100,12 @@ def init_admin(app: Flask) -> Admin:
         PostVacancyView(PostVacancy, name="Vakanzzeiträume", category=FUNDING),
         UserView(User, name="Benutzer", category=ADMINISTRATION),
         AuditEventView(AuditEvent, name="Protokoll", category=ADMINISTRATION),
+        NotificationView(Notification, name="Benachrichtigungen", category=ADMINISTRATION),
         AccountView(name="Passwort ändern", endpoint="account", url="/konto"),
+        NotificationSettingsView(
+            name="E-Mail-Benachrichtigungen",
+            endpoint="notification_settings",
+            url="/konto/benachrichtigungen",
+        ),
     )
     return admin

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from kim_admin import audit
 from kim_admin.extensions import db
 from kim_admin.formatting import local_time
+from kim_admin.notifications import outbox
 from kim_admin.permissions import DISTRICT_ADMIN, MUNICIPAL_STAFF
 from models import Municipality, ReportingPeriod, Submission
 from models._common import utcnow
@@ -200,6 +201,7 @@ def transition(
         old=old,
         new=new,
     )
+    outbox.transition_made(submission, name, reason)
 
 
 def check_due_date(due: date, period: ReportingPeriod, today: date | None = None) -> None:
@@ -246,6 +248,7 @@ def grant_exception(
         old={"exception_until": _iso(old)},
         new={"exception_until": until.isoformat()},
     )
+    outbox.exception_granted(submission, until)
 
 
 def revoke_exception(submission: Submission, user: Any) -> None:
