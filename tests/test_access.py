@@ -32,7 +32,10 @@ from kim_admin.permissions import (
 )
 from models import (
     AuditEvent,
+    Decision,
     Indicator,
+    Measure,
+    Meeting,
     MonitoringEntry,
     Municipality,
     NeedsAssessment,
@@ -40,6 +43,7 @@ from models import (
     Post,
     ReportingPeriod,
     Room,
+    StructuralProblem,
     Submission,
     TargetGroup,
     User,
@@ -67,6 +71,10 @@ RESOURCES = [
     "validation_rule",
     "user",
     "audit_event",
+    "meeting",
+    "decision",
+    "measure",
+    "structural_problem",
 ]
 ROLES = ["anonymous", "district", "arnsberg", "meschede", "steering"]
 TOWN_OF = {"arnsberg": "Arnsberg", "meschede": "Meschede"}
@@ -167,6 +175,15 @@ def build_world() -> dict:
         rows.setdefault("submission", {})[name] = factories.submission(
             town, period, "returned", return_reason=f"{marker}-submission"
         )
+        meeting = factories.meeting(f"{marker}-meeting", municipalities=[town])
+        rows.setdefault("meeting", {})[name] = meeting
+        rows.setdefault("decision", {})[name] = factories.decision(meeting, f"{marker}-decision")
+        rows.setdefault("measure", {})[name] = factories.measure(
+            f"{marker}-measure", municipalities=[town]
+        )
+        rows.setdefault("structural_problem", {})[name] = factories.structural_problem(
+            town, period, description=f"{marker}-structural_problem"
+        )
     factories.partner("Partner-Kreisweit")
     db.session.add(AuditEvent(action="test", object_type="partner"))
     db.session.commit()
@@ -247,6 +264,16 @@ def form_for(resource: str, world: dict, town: str) -> dict:
             "new_password": "ein-gutes-passwort",
         },
         "audit_event": {"action": "erfunden"},
+        "meeting": {"held_on": "2026-03-02", "place": "Kreishaus", "municipalities": [t]},
+        "decision": {"meeting": world["ids"]["meeting"][town], "title": "Neuer Beschluss"},
+        "measure": {"title": "Neue Maßnahme", "status": "geplant", "municipalities": [t]},
+        "structural_problem": {
+            "municipality": t,
+            "period": world["period"],
+            "category": "kinderbetreuung",
+            "frequency": "haeufig",
+            "description": "Keine Kinderbetreuung während der Sprachkurse",
+        },
         "validation_rule": {
             "name": "Neue Regel",
             "left_side": "VERM",
@@ -442,6 +469,10 @@ MODELS = {
     "validation_rule": ValidationRule,
     "user": User,
     "audit_event": AuditEvent,
+    "meeting": Meeting,
+    "decision": Decision,
+    "measure": Measure,
+    "structural_problem": StructuralProblem,
 }
 
 
@@ -537,6 +568,7 @@ PAGES = [
     ("/versorgung/", "coverage"),
     ("/versorgung/export/csv/", "coverage"),
     ("/dashboard.json", "dashboard"),
+    ("/probleme/", "problem_overview"),
 ]
 
 

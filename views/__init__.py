@@ -9,7 +9,10 @@ from flask_admin.theme import Bootstrap4Theme
 from kim_admin.security import csp_nonce
 from models import (
     AuditEvent,
+    Decision,
     Indicator,
+    Measure,
+    Meeting,
     MonitoringEntry,
     Municipality,
     NeedsAssessment,
@@ -17,6 +20,7 @@ from models import (
     Post,
     ReportingPeriod,
     Room,
+    StructuralProblem,
     Submission,
     TargetGroup,
     User,
@@ -41,11 +45,19 @@ from .reporting import (
     SubmissionView,
     ValidationRuleView,
 )
+from .steering import (
+    DecisionView,
+    MeasureView,
+    MeetingView,
+    ProblemOverviewView,
+    StructuralProblemView,
+)
 from .users import AuditEventView, UserView
 
 MASTER_DATA = "Stammdaten"
 MONITORING = "Monitoring"
 FIELDS_OF_ACTION = "Handlungsfelder"
+STEERING = "Steuerungsgruppe"
 ADMINISTRATION = "Verwaltung"
 
 
@@ -83,6 +95,16 @@ def init_admin(app: Flask) -> Admin:
             endpoint="coverage",
             url="/versorgung",
             category=FIELDS_OF_ACTION,
+        ),
+        MeetingView(Meeting, name="Sitzungen", category=STEERING),
+        DecisionView(Decision, name="Beschlüsse", category=STEERING),
+        MeasureView(Measure, name="Maßnahmen", category=STEERING),
+        StructuralProblemView(StructuralProblem, name="Strukturelle Probleme", category=STEERING),
+        ProblemOverviewView(
+            name="Probleme im Überblick",
+            endpoint="problem_overview",
+            url="/probleme",
+            category=STEERING,
         ),
         UserView(User, name="Benutzer", category=ADMINISTRATION),
         AuditEventView(AuditEvent, name="Protokoll", category=ADMINISTRATION),

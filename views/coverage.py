@@ -16,6 +16,7 @@ from kim_admin import coverage, exports, suppression
 from kim_admin.extensions import db
 from kim_admin.permissions import EXPORT, READ
 from kim_admin.scope import reachable_municipalities
+from kim_admin.steering.workspace import open_measures_by_cell
 from models import PRIORITIES, TargetGroup
 
 from .base import SecureModelView, SecureView, record_export
@@ -164,6 +165,10 @@ class CoverageView(SecureView):
             rows=rows,
             gaps=sum(1 for r in rows if r.gap),
             parallels=sum(1 for r in rows if r.parallel),
+            # Open measures of the steering group on their cells (Handlungsfeld 4).
+            measures=open_measures_by_cell(
+                current_user, [(r.municipality.id, r.group.id) for r in rows]
+            ),
             args={k: v for k, v in request.args.items() if k != "publish"},
         )
 
