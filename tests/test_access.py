@@ -569,6 +569,7 @@ PAGES = [
     ("/versorgung/export/csv/", "coverage"),
     ("/dashboard.json", "dashboard"),
     ("/probleme/", "problem_overview"),
+    ("/bericht-pdf/", "report_pdf"),
 ]
 
 

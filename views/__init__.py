@@ -50,6 +50,7 @@ from .steering import (
     MeasureView,
     MeetingView,
     ProblemOverviewView,
+    ReportDocumentView,
     StructuralProblemView,
 )
 from .users import AuditEventView, UserView
@@ -104,6 +105,12 @@ def init_admin(app: Flask) -> Admin:
             name="Probleme im Überblick",
             endpoint="problem_overview",
             url="/probleme",
+            category=STEERING,
+        ),
+        ReportDocumentView(
+            name="Evaluationsbericht (PDF)",
+            endpoint="report_pdf",
+            url="/bericht-pdf",
             category=STEERING,
         ),
         UserView(User, name="Benutzer", category=ADMINISTRATION),

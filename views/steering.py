@@ -5,17 +5,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import request
+from flask import Response, abort, flash, redirect, render_template, request, url_for
 from flask_admin import expose
 from flask_login import current_user
+from flask_wtf import FlaskForm
 from markupsafe import Markup, escape
-from wtforms.validators import ValidationError
+from wtforms import SelectField, TextAreaField
+from wtforms.validators import DataRequired, Length, ValidationError
 
-from kim_admin.permissions import READ, in_scope, is_scoped
-from kim_admin.steering import workspace
-from models import MEASURE_STATUSES, PROBLEM_CATEGORIES, PROBLEM_FREQUENCIES
+from kim_admin import scope
+from kim_admin.extensions import db
+from kim_admin.permissions import CREATE, EDIT, EXPORT, READ, in_scope, is_scoped
+from kim_admin.steering import document, workspace
+from models import (
+    MEASURE_STATUSES,
+    PROBLEM_CATEGORIES,
+    PROBLEM_FREQUENCIES,
+    REPORT_SECTIONS,
+    SECTION_MAX,
+    ReportDocument,
+)
 
-from .base import SecureModelView, SecureView
+from .base import SecureModelView, SecureView, record_export
+from .report import UNKNOWN_TOWN, CheckboxListField
 
 #: Shown to a municipal user for a post they may not see (Kreis level or another town).
 OTHER_POST = "eine Stelle des Kreises"
@@ -274,3 +286,139 @@ class ProblemOverviewView(SecureView):
             years=years,
             year=year,
         )
+
+
+class ReportDocumentForm(FlaskForm):
+    """Year, municipalities and narrative of the report for politics."""
+
+    year = SelectField("Berichtsjahr", coerce=int, validate_choice=False)
+    municipalities = CheckboxListField(
+        "Kommunen",
+        coerce=int,
+        validate_choice=False,  # checked against the user's scope below, in German
+        validators=[DataRequired("Bitte mindestens eine Kommune wählen.")],
+    )
+    einleitung = TextAreaField("Einleitung")
+    entwicklung = TextAreaField("Entwicklung je Handlungsfeld")
+    massnahmen = TextAreaField("Maßnahmen")
+    ausblick = TextAreaField("Ausblick")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for code, _ in REPORT_SECTIONS:
+            self[code].validators = [
+                Length(max=SECTION_MAX, message=f"Höchstens {SECTION_MAX} Zeichen.")
+            ]
+
+    def validate_year(self, field):
+        if field.data not in {value for value, _ in self.year.choices or []}:
+            raise ValidationError("Bitte ein Jahr aus der Liste wählen.")
+
+    def validate_municipalities(self, field):
+        _, foreign = scope.reachable_municipality_ids(current_user, field.data or [])
+        if foreign:
+            raise ValidationError(UNKNOWN_TOWN)
+
+    def texts(self) -> dict[str, str]:
+        return {code: self[code].data or "" for code, _ in REPORT_SECTIONS}
+
+    def options(self) -> document.DocumentOptions:
+        return document.DocumentOptions(self.year.data, tuple(self.municipalities.data))
+
+
+class ReportDocumentView(SecureView):
+    """Evaluationsbericht (PDF): the narrative with a preview, the PDF and its versions."""
+
+    permission_resource = "report_pdf"
+    view_permissions = {
+        "index": {"GET": READ, "POST": EDIT},
+        "preview": EDIT,
+        "generate": CREATE,
+        "download": EXPORT,
+    }
+
+    def _form(self) -> ReportDocumentForm:
+        form = ReportDocumentForm()
+        form.year.choices = [(y, str(y)) for y in document.years()]
+        form.municipalities.choices = [
+            (t.id, t.name + ("" if t.kim_participant else " (keine KIM-Teilnahme)"))
+            for t in scope.reachable_municipalities(current_user)
+        ]
+        if request.method == "GET":
+            texts = document.current_texts()
+            for code, _ in REPORT_SECTIONS:
+                form[code].data = texts[code]
+            form.year.data = form.year.choices[0][0] if form.year.choices else None
+            form.municipalities.data = [
+                t.id for t in scope.reachable_municipalities(current_user, participants_only=True)
+            ]
+        return form
+
+    def _page(self, form: ReportDocumentForm, status: int = 200, preview: str | None = None):
+        return (
+            self.render(
+                "steering/report_document.html",
+                form=form,
+                preview=preview,
+                versions=document.versions(),
+                can_generate=self.allowed(CREATE),
+                can_download=self.allowed(EXPORT),
+            ),
+            status,
+        )
+
+    @expose("/", methods=("GET", "POST"))
+    def index(self):
+        """The form; a POST saves the narrative."""
+        form = self._form()
+        if request.method == "POST":
+            if not form.validate_on_submit():
+                return self._page(form, 400)
+            document.save_texts(form.texts(), current_user)
+            db.session.commit()
+            flash("Die Texte wurden gespeichert.", "success")
+            return redirect(url_for(".index"))
+        return self._page(form)
+
+    @expose("/vorschau", methods=("POST",))
+    def preview(self):
+        """The report as HTML with the texts as typed (nothing is saved)."""
+        form = self._form()
+        if not form.validate_on_submit():
+            return self._page(form, 400)
+        try:
+            ctx = document.context(form.options(), form.texts(), current_user)
+        except document.DocumentError as exc:
+            form.year.errors = [*form.year.errors, str(exc)]
+            return self._page(form, 400)
+        # Rendered by Jinja with autoescaping: every typed text in it is escaped.
+        body = Markup(render_template("steering/document_body.html", **ctx))  # noqa: S704
+        return self._page(form, preview=body)
+
+    @expose("/erzeugen", methods=("POST",))
+    def generate(self):
+        """Save the texts, render the PDF, store it as the next version."""
+        form = self._form()
+        if not form.validate_on_submit():
+            return self._page(form, 400)
+        try:
+            stored = document.generate(form.options(), form.texts(), current_user)
+        except document.DocumentError as exc:
+            db.session.rollback()
+            form.year.errors = [*form.year.errors, str(exc)]
+            return self._page(form, 400)
+        db.session.commit()
+        flash(f"{stored} des Berichts wurde erzeugt und gespeichert.", "success")
+        return redirect(url_for(".index"))
+
+    @expose("/version/<int:document_id>.pdf")
+    def download(self, document_id: int):
+        """A stored PDF, byte for byte as it was generated."""
+        stored = db.session.get(ReportDocument, document_id)
+        if stored is None:
+            abort(404)
+        record_export("report_pdf", "pdf", version=stored.version, sha256=stored.sha256)
+        stored = db.session.get(ReportDocument, document_id)  # the commit expired it
+        response = Response(stored.pdf, mimetype="application/pdf")
+        response.headers["Content-Disposition"] = f'attachment; filename="{stored.filename}"'
+        return response
