@@ -19,6 +19,7 @@ job can call :func:`generate` unchanged.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import math
@@ -195,8 +196,6 @@ class Chart:
 
     @property
     def data_uri(self) -> str:
-        import base64
-
         return "data:image/svg+xml;base64," + base64.b64encode(self.svg.encode()).decode()
 
 
