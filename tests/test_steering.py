@@ -103,8 +103,9 @@ def test_municipal_user_reads_only_measures_naming_their_town(world, as_arnsberg
     assert "Kinderbetreuung im Sprachkurs" in listing
     assert "MESCHEDE-Maßnahme" not in listing
     details = text(as_arnsberg, f"/measure/details/?id={world.gap_measure}")
-    # The responsible post is Meschede's: named to the town only as a Kreis post.
+    # The responsible post is Meschede's: the town learns only that it is not its own.
     assert "MESCHEDE-Stelle" not in details and "Meschede" not in details
+    assert "eine Stelle außerhalb der eigenen Kommune" in details
     foreign = as_arnsberg.get(f"/measure/details/?id={world.meschede_measure}")
     assert foreign.status_code in (302, 404)
     assert as_arnsberg.get("/measure/new/").status_code == 403

@@ -29,8 +29,9 @@ from models import (
 from .base import SecureModelView, SecureView, record_export
 from .report import UNKNOWN_TOWN, CheckboxListField
 
-#: Shown to a municipal user for a post they may not see (Kreis level or another town).
-OTHER_POST = "eine Stelle des Kreises"
+#: Shown to a municipal user for a post they may not see (Kreis level or another town),
+#: naming neither.
+OTHER_POST = "eine Stelle außerhalb der eigenen Kommune"
 
 
 def _own_towns(towns: list[Any]) -> list[Any]:

@@ -465,7 +465,6 @@ def context(options: DocumentOptions, texts: Mapping[str, str], user: Any) -> di
     pub = Published(data)
     series = series_table(pub)
     posts, posts_chart = posts_by_baustein(data)
-    protection = data.protection()
     title = f"Evaluationsbericht Kommunales Integrationsmanagement {options.year}"
     return {
         "title": title,
@@ -486,7 +485,6 @@ def context(options: DocumentOptions, texts: Mapping[str, str], user: Any) -> di
         "status_counts": measures_by_status(measures),
         "problems": workspace.problem_overview(user, options.year),
         "rates": reporting_rates(data),
-        "hidden_count": len(protection.hidden) if protection else 0,
         "threshold": data.options.threshold,
         "created": local_time(datetime.now(UTC)),
         "creator": f"{(user.name or '').strip() or user.email} ({role_label(user.role)})",
