@@ -434,3 +434,21 @@ def test_browser_writes_previews_and_downloads(
     download.save_as(target)
     assert "Der Kreisausschuss erhält den ersten Bericht." in _text(target.read_bytes())
     problems.assert_clean()
+
+
+@pytest.mark.parametrize("url", ["file:///etc/hostname", "http://127.0.0.1:9/bild.svg"])
+def test_renderer_fetches_no_file_and_nothing_from_the_network(url):
+    """Only the charts' data: URIs are read; a file or network address stops the PDF."""
+    from weasyprint.urls import FatalURLFetchingError
+
+    html = f'<html lang="de-DE"><title>t</title><img src="{url}" alt="x"></html>'
+    with pytest.raises(FatalURLFetchingError):
+        document.render_pdf(html)
+
+
+def test_narrative_is_escaped_into_paragraphs_and_lists():
+    html = str(document.paragraphs("Erster <b>Absatz</b>\nzweite Zeile\n\n- eins\n- zwei"))
+    assert html == (
+        "<p>Erster &lt;b&gt;Absatz&lt;/b&gt;<br>zweite Zeile</p>\n"
+        "<ul><li>eins</li><li>zwei</li></ul>"
+    )

@@ -180,7 +180,11 @@ class Cell:
     provisional: bool = False
 
     def __str__(self) -> str:
-        return f"{self.text} {PROVISIONAL}" if self.provisional and self.value else self.text
+        return (
+            f"{self.text} {PROVISIONAL}"
+            if self.provisional and self.value is not None
+            else self.text
+        )
 
 
 @dataclass
