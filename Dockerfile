@@ -12,9 +12,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     KIM_BIND=0.0.0.0:8000 \
     KIM_LOG_FORMAT=json
 
-# pg_dump/pg_restore for `flask backup` (bookworm's client is 15, as the compose server).
+# pg_dump/pg_restore for `flask backup` (bookworm's client is 15, as the compose server);
+# Pango and a font for WeasyPrint (the evaluation report as PDF).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends postgresql-client \
+    libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --create-home --home-dir /home/kim --uid 10001 kim
 

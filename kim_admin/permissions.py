@@ -28,6 +28,9 @@ ACTIONS = (READ, CREATE, EDIT, DELETE, EXPORT)
 _ALL = frozenset(ACTIONS)
 _READ_EXPORT = frozenset({READ, EXPORT})
 _READ = frozenset({READ})
+# The report for politics: read the page and its versions, write the narrative
+# (EDIT), generate a PDF (CREATE), download a stored one (EXPORT); versions stay.
+_REPORT_PDF = frozenset({READ, EDIT, CREATE, EXPORT})
 
 # role -> resource -> allowed actions. A resource or role missing here gets nothing.
 PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
@@ -61,6 +64,13 @@ PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
         "post_funding": _ALL,
         "post_vacancy": _ALL,
         "funding_year": _READ_EXPORT,
+        # The steering group's workspace (Handlungsfeld 4).
+        "meeting": _ALL,
+        "decision": _ALL,
+        "measure": _ALL,
+        "structural_problem": _ALL,
+        "problem_overview": _READ,
+        "report_pdf": _REPORT_PDF,
     },
     STEERING_GROUP: {
         "municipality": _READ_EXPORT,
@@ -83,6 +93,14 @@ PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
         "post_funding": _READ_EXPORT,
         "post_vacancy": _READ_EXPORT,
         "funding_year": _READ_EXPORT,
+        # Its own workspace: meetings, decisions, measures and the report for politics.
+        "meeting": _ALL,
+        "decision": _ALL,
+        "measure": _ALL,
+        # What the towns report, read per row and aggregated across towns and quarters.
+        "structural_problem": _READ_EXPORT,
+        "problem_overview": _READ,
+        "report_pdf": _REPORT_PDF,
     },
     MUNICIPAL_STAFF: {
         "target_group": _READ,
@@ -112,6 +130,10 @@ PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
         "post_funding": _READ,
         "post_vacancy": _READ,
         "funding_year": _READ,
+        # Their own town's structural problems (SCOPED_BY_MUNICIPALITY), and the
+        # steering group's measures that name their town.
+        "structural_problem": _ALL,
+        "measure": _READ,
     },
 }
 
@@ -128,6 +150,9 @@ SCOPED_BY_MUNICIPALITY: dict[str, str] = {
     # Through the post (a hybrid column of the post's municipality).
     "post_funding": "municipality_id",
     "post_vacancy": "municipality_id",
+    "structural_problem": "municipality_id",
+    # A relation to several municipalities: a row is reached when it names the user's.
+    "measure": "municipalities",
 }
 
 
@@ -152,6 +177,8 @@ def apply_scope(query: Any, model: Any, resource: str, user: Any) -> Any:
     if not is_scoped(user, resource):
         return query
     column = getattr(model, SCOPED_BY_MUNICIPALITY[resource])
+    if getattr(column.property, "uselist", False):
+        return query.filter(column.any(id=user.municipality_id))
     return query.filter(column == user.municipality_id)
 
 
@@ -159,7 +186,10 @@ def in_scope(obj: Any, resource: str, user: Any) -> bool:
     """Whether the loaded row ``obj`` of ``resource`` lies in ``user``'s scope."""
     if not is_scoped(user, resource):
         return True
-    return getattr(obj, SCOPED_BY_MUNICIPALITY[resource]) == user.municipality_id
+    value = getattr(obj, SCOPED_BY_MUNICIPALITY[resource])
+    if isinstance(value, list):
+        return any(town.id == user.municipality_id for town in value)
+    return value == user.municipality_id
 
 
 def role_label(role: str | None) -> str:

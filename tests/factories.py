@@ -18,7 +18,10 @@ from sqlalchemy import select
 from kim_admin.extensions import db
 from kim_admin.permissions import DISTRICT_ADMIN, MUNICIPAL_STAFF, STEERING_GROUP
 from models import (
+    Decision,
     Indicator,
+    Measure,
+    Meeting,
     MonitoringEntry,
     Municipality,
     NeedsAssessment,
@@ -28,6 +31,7 @@ from models import (
     PostVacancy,
     ReportingPeriod,
     Room,
+    StructuralProblem,
     Submission,
     TargetGroup,
     User,
@@ -202,3 +206,37 @@ def quarter_world() -> dict[str, Any]:
         "groups": list(db.session.scalars(select(TargetGroup.id).order_by(TargetGroup.id))),
         "users": {u.email.split("@")[0]: u.id for u in db.session.scalars(select(User))},
     }
+
+
+# --- the steering group's workspace --------------------------------------------------
+
+
+def meeting(place: str = "Kreishaus Meschede", held_on: date = date(2026, 3, 2), **fields: Any):
+    """A steering-group meeting; ``municipalities`` etc. as lists of rows or names."""
+    towns = [town(m) for m in fields.pop("municipalities", ())]
+    row = Meeting(place=place, held_on=held_on, **fields)
+    row.municipalities = towns
+    return _add(row)
+
+
+def decision(meeting: Meeting, title: str = "Beschluss", **fields: Any) -> Decision:
+    return _add(Decision(meeting=meeting, title=title, **fields))
+
+
+def measure(title: str = "Maßnahme", municipalities=(), **fields: Any) -> Measure:
+    """A measure concerning ``municipalities`` (rows or names), status "geplant"."""
+    row = Measure(title=title, **fields)
+    row.municipalities = [town(m) for m in municipalities]
+    return _add(row)
+
+
+def structural_problem(
+    municipality: TownLike, period: ReportingPeriod, category: str = "kinderbetreuung", **fields
+) -> StructuralProblem:
+    fields.setdefault("description", "Keine Kinderbetreuung während der Sprachkurse")
+    fields.setdefault("frequency", "haeufig")
+    return _add(
+        StructuralProblem(
+            municipality=town(municipality), period=period, category=category, **fields
+        )
+    )

@@ -33,7 +33,10 @@ from kim_admin.permissions import (
 )
 from models import (
     AuditEvent,
+    Decision,
     Indicator,
+    Measure,
+    Meeting,
     MonitoringEntry,
     Municipality,
     NeedsAssessment,
@@ -44,6 +47,7 @@ from models import (
     PostVacancy,
     ReportingPeriod,
     Room,
+    StructuralProblem,
     Submission,
     TargetGroup,
     User,
@@ -74,6 +78,10 @@ RESOURCES = [
     "post_funding",
     "post_vacancy",
     "notification",
+    "meeting",
+    "decision",
+    "measure",
+    "structural_problem",
 ]
 ROLES = ["anonymous", "district", "arnsberg", "meschede", "steering"]
 TOWN_OF = {"arnsberg": "Arnsberg", "meschede": "Meschede"}
@@ -180,6 +188,15 @@ def build_world() -> dict:
         rows.setdefault("submission", {})[name] = factories.submission(
             town, period, "returned", return_reason=f"{marker}-submission"
         )
+        meeting = factories.meeting(f"{marker}-meeting", municipalities=[town])
+        rows.setdefault("meeting", {})[name] = meeting
+        rows.setdefault("decision", {})[name] = factories.decision(meeting, f"{marker}-decision")
+        rows.setdefault("measure", {})[name] = factories.measure(
+            f"{marker}-measure", municipalities=[town]
+        )
+        rows.setdefault("structural_problem", {})[name] = factories.structural_problem(
+            town, period, description=f"{marker}-structural_problem"
+        )
     factories.partner("Partner-Kreisweit")
     db.session.add(AuditEvent(action="test", object_type="partner"))
     district = db.session.scalar(select(User).where(User.email == Accounts().district))
@@ -276,6 +293,16 @@ def form_for(resource: str, world: dict, town: str) -> dict:
         },
         "post_vacancy": {"post": world["ids"]["post"][town], "vacant_from": "2027-01-01"},
         "notification": {"state": "sent"},
+        "meeting": {"held_on": "2026-03-02", "place": "Kreishaus", "municipalities": [t]},
+        "decision": {"meeting": world["ids"]["meeting"][town], "title": "Neuer Beschluss"},
+        "measure": {"title": "Neue Maßnahme", "status": "geplant", "municipalities": [t]},
+        "structural_problem": {
+            "municipality": t,
+            "period": world["period"],
+            "category": "kinderbetreuung",
+            "frequency": "haeufig",
+            "description": "Keine Kinderbetreuung während der Sprachkurse",
+        },
         "validation_rule": {
             "name": "Neue Regel",
             "left_side": "VERM",
@@ -287,16 +314,18 @@ def form_for(resource: str, world: dict, town: str) -> dict:
     }[resource]
 
 
+# Tables every request may write: the audit trail logs accesses.
+NOT_COMPARED = {"audit_event"}
 # Columns any request may change: a login session notes its last activity once a minute
 # (kim_admin.sessions.TOUCH_AFTER), so a module running longer than that touches them.
 VOLATILE = {"login_session": {"last_seen_at"}}
 
 
 def snapshot() -> dict:
-    """Every row of every table except the audit trail (which logs accesses)."""
+    """Every row of every table except those in NOT_COMPARED."""
     state = {}
     for table in db.metadata.sorted_tables:
-        if table.name == "audit_event":
+        if table.name in NOT_COMPARED:
             continue
         columns = [c for c in table.columns if c.name not in VOLATILE.get(table.name, ())]
         rows = db.session.execute(select(*columns).order_by(*table.primary_key.columns)).all()
@@ -479,6 +508,10 @@ MODELS = {
     "post_funding": PostFunding,
     "post_vacancy": PostVacancy,
     "notification": Notification,
+    "meeting": Meeting,
+    "decision": Decision,
+    "measure": Measure,
+    "structural_problem": StructuralProblem,
 }
 
 
@@ -577,6 +610,8 @@ PAGES = [
     ("/foerderung/", "funding_year"),
     ("/foerderung/?year=2026", "funding_year"),
     ("/dashboard.json", "dashboard"),
+    ("/probleme/", "problem_overview"),
+    ("/bericht-pdf/", "report_pdf"),
 ]
 
 

@@ -421,3 +421,86 @@ def test_municipal_staff_reads_own_posts_funding_only(app, world, fundings, as_a
     # Reading, not pulling the district's statement or lists of it.
     assert as_arnsberg.get("/foerderung/export/xlsx/?year=2026").status_code == 403
     assert as_arnsberg.get("/post_funding/export/csv/").status_code == 403
+
+
+# --- Handlungsfeld 4: the steering group's workspace (DOMAIN.md §2) -----------------------
+
+WORKSPACE_FORMS = {
+    "meeting": {"held_on": "2026-03-02", "place": "Kreishaus Meschede"},
+    "measure": {"title": "Kinderbetreuung im Sprachkurs", "status": "geplant"},
+}
+
+
+@pytest.mark.parametrize("resource", ["meeting", "measure"])
+def test_steering_group_writes_its_workspace(app, world, as_steering, resource):
+    form = dict(WORKSPACE_FORMS[resource], municipalities=[world.arnsberg])
+    assert as_steering.post(f"/{resource}/new/", form).status_code == 302
+    assert as_steering.get(f"/{resource}/").status_code == 200
+    assert text(as_steering, "/probleme/")
+
+
+def test_steering_group_writes_decisions(app, world, as_steering):
+    with app.app_context():
+        meeting = factories.meeting("Kreishaus")
+        db.session.commit()
+        meeting_id = meeting.id
+    response = as_steering.post("/decision/new/", {"meeting": meeting_id, "title": "Beschluss 1"})
+    assert response.status_code == 302
+    assert "Beschluss 1" in text(as_steering, "/decision/")
+
+
+def test_steering_group_reads_but_does_not_report_structural_problems(app, world, as_steering):
+    with app.app_context():
+        period = db.session.get(ReportingPeriod, world.period)
+        factories.structural_problem("Meschede", period, description="MESCHEDE-Problem")
+        db.session.commit()
+    assert "MESCHEDE-Problem" in text(as_steering, "/structural_problem/")
+    form = {
+        "municipality": world.arnsberg,
+        "period": world.period,
+        "category": "wohnen",
+        "frequency": "selten",
+        "description": "x",
+    }
+    assert as_steering.post("/structural_problem/new/", form).status_code == 403
+
+
+def test_municipal_staff_reports_problems_and_reads_measures_of_their_town(app, world, as_arnsberg):
+    with app.app_context():
+        period = db.session.get(ReportingPeriod, world.period)
+        factories.structural_problem("Meschede", period, description="MESCHEDE-Problem")
+        factories.measure("ARNSBERG-Maßnahme", municipalities=["Arnsberg"])
+        factories.measure("MESCHEDE-Maßnahme", municipalities=["Meschede"])
+        db.session.commit()
+    form = {
+        "municipality": world.arnsberg,
+        "period": world.period,
+        "category": "wohnen",
+        "frequency": "selten",
+        "description": "ARNSBERG-Problem",
+    }
+    assert as_arnsberg.post("/structural_problem/new/", form).status_code == 302
+    problems = text(as_arnsberg, "/structural_problem/")
+    assert "ARNSBERG-Problem" in problems and "MESCHEDE" not in problems
+    measures = text(as_arnsberg, "/measure/")
+    assert "ARNSBERG-Maßnahme" in measures and "MESCHEDE" not in measures
+    # Reading only: no measure, meeting or decision of their own, no overview across towns.
+    assert as_arnsberg.post("/measure/new/", WORKSPACE_FORMS["measure"]).status_code == 403
+    assert as_arnsberg.post("/meeting/new/", WORKSPACE_FORMS["meeting"]).status_code == 403
+    for path in ("/meeting/", "/decision/", "/probleme/"):
+        assert as_arnsberg.get(path).status_code == 403, path
+
+
+def test_district_does_everything_in_the_workspace(app, world, as_district):
+    form = dict(WORKSPACE_FORMS["measure"], municipalities=[world.meschede])
+    assert as_district.post("/measure/new/", form).status_code == 302
+    problem = {
+        "municipality": world.meschede,
+        "period": world.period,
+        "category": "wohnen",
+        "frequency": "selten",
+        "description": "Kreis trägt nach",
+    }
+    assert as_district.post("/structural_problem/new/", problem).status_code == 302
+    assert "Kreis trägt nach" in text(as_district, "/structural_problem/")
+    assert text(as_district, "/probleme/")

@@ -10,7 +10,10 @@ from kim_admin.config import PROJECT_ROOT
 from kim_admin.security import csp_nonce
 from models import (
     AuditEvent,
+    Decision,
     Indicator,
+    Measure,
+    Meeting,
     MonitoringEntry,
     Municipality,
     NeedsAssessment,
@@ -21,6 +24,7 @@ from models import (
     PostVacancy,
     ReportingPeriod,
     Room,
+    StructuralProblem,
     Submission,
     TargetGroup,
     User,
@@ -47,12 +51,21 @@ from .reporting import (
     SubmissionView,
     ValidationRuleView,
 )
+from .steering import (
+    DecisionView,
+    MeasureView,
+    MeetingView,
+    ProblemOverviewView,
+    ReportDocumentView,
+    StructuralProblemView,
+)
 from .users import AuditEventView, UserView
 
 MASTER_DATA = "Stammdaten"
 MONITORING = "Monitoring"
 FIELDS_OF_ACTION = "Handlungsfelder"
 FUNDING = "Förderung"
+STEERING = "Steuerungsgruppe"
 ADMINISTRATION = "Verwaltung"
 
 
@@ -98,6 +111,22 @@ def init_admin(app: Flask) -> Admin:
         ),
         PostFundingView(PostFunding, name="Förderungen", category=FUNDING),
         PostVacancyView(PostVacancy, name="Vakanzzeiträume", category=FUNDING),
+        MeetingView(Meeting, name="Sitzungen", category=STEERING),
+        DecisionView(Decision, name="Beschlüsse", category=STEERING),
+        MeasureView(Measure, name="Maßnahmen", category=STEERING),
+        StructuralProblemView(StructuralProblem, name="Strukturelle Probleme", category=STEERING),
+        ProblemOverviewView(
+            name="Probleme im Überblick",
+            endpoint="problem_overview",
+            url="/probleme",
+            category=STEERING,
+        ),
+        ReportDocumentView(
+            name="Evaluationsbericht (PDF)",
+            endpoint="report_pdf",
+            url="/bericht-pdf",
+            category=STEERING,
+        ),
         UserView(User, name="Benutzer", category=ADMINISTRATION),
         AuditEventView(AuditEvent, name="Protokoll", category=ADMINISTRATION),
         NotificationView(Notification, name="Benachrichtigungen", category=ADMINISTRATION),

@@ -17,6 +17,7 @@ from kim_admin import coverage, exports, report
 from kim_admin.extensions import db
 from kim_admin.permissions import EXPORT, READ, is_scoped
 from kim_admin.scope import reachable_municipalities
+from kim_admin.steering.workspace import open_measures_by_cell
 from models import PRIORITIES, TargetGroup
 
 from .base import SecureModelView, SecureView, record_export
@@ -179,6 +180,14 @@ class CoverageView(SecureView):
             parallels=sum(1 for r in rows if r.parallel),
             args=args,
             can_publish=not is_scoped(current_user, "municipality"),
+            # Open measures of the steering group on their cells (Handlungsfeld 4).
+            measures=open_measures_by_cell(
+                current_user,
+                [
+                    (r.municipality.id, r.group.id)
+                    for r in rows[(page - 1) * COVERAGE_PAGE : page * COVERAGE_PAGE]
+                ],
+            ),
         )
 
     @expose("/export/<export_type>/")
