@@ -104,6 +104,8 @@ class Config:
     KIM_JOBS_MAX_RESULT_BYTES = 100 * 1024 * 1024
     # Finished jobs and their files are deleted after this many hours.
     KIM_JOBS_KEEP_HOURS = 24
+    # A list export with more rows than this runs as a job (0: always in the request).
+    KIM_JOBS_EXPORT_ROWS = 100_000
 
 
 #: Secrets that may also come from a file named by ``<NAME>_FILE`` (Docker secrets,
@@ -189,6 +191,7 @@ def load_environment(app: Flask) -> None:
         "KIM_JOBS_STALE_SECONDS",
         "KIM_JOBS_MAX_RESULT_BYTES",
         "KIM_JOBS_KEEP_HOURS",
+        "KIM_JOBS_EXPORT_ROWS",
     ):
         if env.get(name):
             app.config[name] = int(env[name])

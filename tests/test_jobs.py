@@ -531,3 +531,61 @@ def test_probe_command_runs_inline(app):
 def test_worker_command_needs_redis(app):
     result = app.test_cli_runner().invoke(args=["jobs", "worker"])
     assert result.exit_code != 0 and "KIM_JOBS_URL ist nicht gesetzt" in result.output
+
+
+# --- large list exports -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def rooms(app: Flask, accounts) -> None:
+    """Three rooms in Arnsberg, two in Meschede."""
+    with app.app_context():
+        for name in ("A1", "A2", "A3"):
+            factories.room("Arnsberg", f"Raum {name}")
+        for name in ("M1", "M2"):
+            factories.room("Meschede", f"Raum {name}")
+        db.session.commit()
+
+
+@pytest.mark.parametrize("export_type", ["csv", "xlsx"])
+def test_large_list_export_runs_as_a_job(app, rooms, accounts, export_type):
+    """Above KIM_JOBS_EXPORT_ROWS the export is a job whose file is the export the
+    request would have sent (filters and sort kept); below it, the request sends it."""
+    path = f"/room/export/{export_type}/?sort=0&search=Raum"
+    session = logged_in(app, accounts.district)
+    direct = session.get(path)
+    assert direct.status_code == 200 and direct.headers["Content-Disposition"]
+    app.config["KIM_JOBS_EXPORT_ROWS"] = 4
+    started = session.get(path)
+    assert started.status_code == 303
+    page = started.headers["Location"]
+    assert "/bericht/auftrag/" in page
+    state = follow_job(session, page + "status")
+    assert state["status"] == "done" and state["subject"] == "Der Export"
+    assert state["filename"].startswith("Raeume_") and state["filename"].endswith(export_type)
+    download = session.get(state["file"])
+    if export_type == "csv":
+        assert download.data == direct.data
+    else:
+        rows = [
+            list(openpyxl.load_workbook(io.BytesIO(r.data)).active.iter_rows(values_only=True))
+            for r in (download, direct)
+        ]
+        assert rows[0] == rows[1] and len(rows[0]) == 6
+    html = session.get(page).get_data(as_text=True)
+    assert "Der Export ist fertig" in html
+
+
+def test_export_job_keeps_the_users_scope(app, rooms, accounts):
+    app.config["KIM_JOBS_EXPORT_ROWS"] = 2
+    arnsberg = logged_in(app, accounts.arnsberg)
+    started = arnsberg.get("/room/export/csv/")
+    assert started.status_code == 303
+    state = follow_job(arnsberg, started.headers["Location"] + "status")
+    text = arnsberg.get(state["file"]).get_data(as_text=True)
+    assert "Raum A1" in text and "Raum M1" not in text
+    steering = logged_in(app, accounts.steering)
+    assert steering.get(state["file"]).status_code == 404
+    # Below the bound (two rows for Meschede) the export stays in the request.
+    meschede = logged_in(app, accounts.meschede)
+    assert meschede.get("/room/export/csv/").status_code == 200
