@@ -184,8 +184,14 @@ def check(job: Job) -> None:
     """Mark ``job`` failed if its worker is gone; refreshes it from the database."""
     runner().check(job)
     if job.status == RUNNING:
+        config = current_app.config
+        stale = config["KIM_JOBS_STALE_SECONDS"]
+        if db.engine.dialect.name == "sqlite":
+            # A long read (the raw-data sheet) keeps SQLite from writing the heartbeat
+            # (see _bookkeeping): only a job silent for longer than any job may run is dead.
+            stale = max(stale, config["KIM_JOBS_TIMEOUT"])
         beat = job.heartbeat_at or job.started_at or job.created_at
-        if utcnow() - beat > timedelta(seconds=current_app.config["KIM_JOBS_STALE_SECONDS"]):
+        if utcnow() - beat > timedelta(seconds=stale):
             _finish(job.id, FAILED, error=WORKER_DIED, only_active=True)
     db.session.refresh(job)
 
