@@ -158,6 +158,8 @@ class Config:
     KIM_NOTIFY_MAX_ATTEMPTS = 8
     # A mail claimed longer ago than this by a run that crashed is sent again.
     KIM_NOTIFY_CLAIM_MINUTES = 10
+    # A list export with more rows than this runs as a job (0: always in the request).
+    KIM_JOBS_EXPORT_ROWS = 100_000
 
 
 #: Secrets that may also come from a file named by ``<NAME>_FILE`` (Docker secrets,
@@ -256,6 +258,7 @@ def load_environment(app: Flask) -> None:
         "KIM_NOTIFY_RETRY_MINUTES",
         "KIM_NOTIFY_MAX_ATTEMPTS",
         "KIM_NOTIFY_CLAIM_MINUTES",
+        "KIM_JOBS_EXPORT_ROWS",
     ):
         if env.get(name):
             app.config[name] = int(env[name])

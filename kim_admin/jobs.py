@@ -37,7 +37,7 @@ from typing import IO, Any
 import click
 from flask import Flask, current_app, has_app_context
 from flask.cli import AppGroup
-from sqlalchemy import create_engine, delete, or_, select, update
+from sqlalchemy import create_engine, delete, func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 QUEUED, RUNNING, DONE, FAILED = (code for code, _ in JOB_STATUSES)
 #: German label of each status.
 STATUS_LABELS = dict(JOB_STATUSES)
+#: How the page names the work of each kind of job (subject of its German sentences).
+SUBJECTS = {"report": "Der Bericht", "export": "Der Export", "probe": "Der Probeauftrag"}
 #: States in which a job still changes.
 ACTIVE = (QUEUED, RUNNING)
 #: Jobs of one user that may wait or run at the same time.
@@ -63,8 +65,11 @@ INLINE_THREADS = 2
 #: when needed (the report package imports the models, as this module does).
 WORK = {
     "report": "kim_admin.report.job:run",
+    "export": "kim_admin.jobs:export",
     "probe": "kim_admin.jobs:probe",
 }
+#: Rows of a list export written between two progress reports.
+EXPORT_PROGRESS_ROWS = 10_000
 
 # German messages shown for a failed job.
 FAILED_UNEXPECTEDLY = (
@@ -102,7 +107,7 @@ def submit(kind: str, parameters: dict[str, Any], user: Any) -> Job:
     """
     purge()
     active = db.session.scalar(
-        select(db.func.count(Job.id)).where(Job.user_id == user.id, Job.status.in_(ACTIVE))
+        select(func.count(Job.id)).where(Job.user_id == user.id, Job.status.in_(ACTIVE))
     )
     if active >= MAX_ACTIVE_PER_USER:
         raise JobError(
@@ -163,6 +168,8 @@ def status(job: Job) -> dict[str, Any]:
         check(job)
     return {
         "id": job.id,
+        "kind": job.kind,
+        "subject": SUBJECTS[job.kind],
         "status": job.status,
         "label": STATUS_LABELS[job.status],
         "progress": job.progress,
@@ -177,8 +184,14 @@ def check(job: Job) -> None:
     """Mark ``job`` failed if its worker is gone; refreshes it from the database."""
     runner().check(job)
     if job.status == RUNNING:
+        config = current_app.config
+        stale = config["KIM_JOBS_STALE_SECONDS"]
+        if db.engine.dialect.name == "sqlite":
+            # A long read (the raw-data sheet) keeps SQLite from writing the heartbeat
+            # (see _bookkeeping): only a job silent for longer than any job may run is dead.
+            stale = max(stale, config["KIM_JOBS_TIMEOUT"])
         beat = job.heartbeat_at or job.started_at or job.created_at
-        if utcnow() - beat > timedelta(seconds=current_app.config["KIM_JOBS_STALE_SECONDS"]):
+        if utcnow() - beat > timedelta(seconds=stale):
             _finish(job.id, FAILED, error=WORKER_DIED, only_active=True)
     db.session.refresh(job)
 
@@ -355,6 +368,85 @@ def probe(job: Job, progress: Callable[[int, str], None], target: IO[bytes]) -> 
         time.sleep(1)
     target.write(b"ok\n")
     return "probe.txt"
+
+
+# --- large list exports -------------------------------------------------------------------
+
+
+def export_in_background(view: Any, export_type: str) -> Any:
+    """Hook of a list export (``SecureModelView.export``): with more rows than
+    ``KIM_JOBS_EXPORT_ROWS`` the export becomes a job, and the browser is sent to the
+    job's page (which shows the progress and then offers the file). Returns that
+    redirect, or None to export in the request as before.
+
+    The rows are counted only up to the bound, without the list's sort, so the
+    question costs little whatever the table's size.
+    """
+    from flask import redirect, request, url_for
+    from flask_login import current_user
+
+    bound = current_app.config.get("KIM_JOBS_EXPORT_ROWS") or 0
+    if bound <= 0:
+        return None
+    capped = view.export_query().order_by(None).limit(bound + 1).subquery()
+    if db.session.scalar(select(func.count()).select_from(capped)) <= bound:
+        return None
+    job = submit(
+        "export",
+        {
+            "endpoint": view.endpoint,
+            "resource": view.resource,
+            "export_type": export_type,
+            "query": request.query_string.decode()[:2000],
+        },
+        current_user,
+    )
+    return redirect(url_for("report.job_page", job_id=job.id), code=303)
+
+
+def export(job: Job, progress: Callable[[int, str], None], target: IO[bytes]) -> str:
+    """Write the list export of ``job`` as its user would get it in the request: the
+    same view, the same list arguments (filters, search, sort), the user's scope."""
+    from flask_login import login_user
+
+    from . import exports
+    from .permissions import EXPORT
+
+    parameters = job.parameters
+    app = current_app._get_current_object()
+    # Flask-Admin keeps its views in a list without a public lookup by endpoint.
+    view = next(
+        v for v in app.extensions["admin"][0]._views if v.endpoint == parameters["endpoint"]
+    )
+    path = f"/{view.endpoint}/export/{parameters['export_type']}/?{parameters['query']}"
+    with app.test_request_context(path):
+        if job.user is None or not job.user.is_active:
+            raise WorkError("Das Benutzerkonto ist nicht mehr aktiv.")
+        login_user(job.user)
+        if not view.allowed(EXPORT):
+            raise WorkError("Für diesen Export fehlt die Berechtigung.")
+        table = view.export_table()
+        progress(2, "Zeilen werden gezählt")
+        total = max(view.export_query().order_by(None).count(), 1)
+        rows = table.rows
+
+        def counted() -> Iterator[Any]:
+            for n, row in enumerate(rows, start=1):
+                if n % EXPORT_PROGRESS_ROWS == 0:
+                    shown = f"{min(n, total):,} von {total:,}".replace(",", ".")
+                    progress(
+                        5 + 90 * min(n, total) // total, f"Zeilen werden geschrieben ({shown})"
+                    )
+                yield row
+
+        table.rows = counted()
+        progress(5, "Zeilen werden geschrieben")
+        if parameters["export_type"] == "csv":
+            for chunk in exports.csv_chunks(table):
+                target.write(chunk)
+        else:
+            exports.write_xlsx(table, target)
+        return view.get_export_name(parameters["export_type"])
 
 
 # --- runners ------------------------------------------------------------------------------

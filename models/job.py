@@ -24,6 +24,7 @@ JOB_STATUSES = [
 #: What a job makes.
 JOB_KINDS = [
     ("report", "Evaluationsbericht"),
+    ("export", "Listenexport"),
     # Started by `flask jobs probe` (no user): checks that the workers run.
     ("probe", "Probeauftrag"),
 ]

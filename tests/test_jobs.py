@@ -303,6 +303,9 @@ def test_whole_worker_killed_mid_job_is_failed(app, queue, worker):
     stopped heartbeat marks the job failed when the page next asks."""
     job_id = _running_probe(app)
     worker.kill()
+    # On SQLite a job counts as dead only after the time limit (see jobs.check): a short
+    # one here, set after the job was queued with the usual one.
+    app.config["KIM_JOBS_TIMEOUT"] = 5
     state = _ended(app, job_id)
     assert state["status"] == jobs.FAILED and state["error"] == jobs.WORKER_DIED
 
@@ -548,3 +551,61 @@ def test_published_report_of_some_municipalities_is_refused_before_any_job(app, 
     assert "nur freigegebene Zahlen" in refused.get_data(as_text=True)
     with app.app_context():
         assert db.session.scalar(select(func.count(Job.id))) == 0
+
+
+# --- large list exports -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def rooms(app: Flask, accounts) -> None:
+    """Three rooms in Arnsberg, two in Meschede."""
+    with app.app_context():
+        for name in ("A1", "A2", "A3"):
+            factories.room("Arnsberg", f"Raum {name}")
+        for name in ("M1", "M2"):
+            factories.room("Meschede", f"Raum {name}")
+        db.session.commit()
+
+
+@pytest.mark.parametrize("export_type", ["csv", "xlsx"])
+def test_large_list_export_runs_as_a_job(app, rooms, accounts, export_type):
+    """Above KIM_JOBS_EXPORT_ROWS the export is a job whose file is the export the
+    request would have sent (filters and sort kept); below it, the request sends it."""
+    path = f"/room/export/{export_type}/?sort=0&search=Raum"
+    session = logged_in(app, accounts.district)
+    direct = session.get(path)
+    assert direct.status_code == 200 and direct.headers["Content-Disposition"]
+    app.config["KIM_JOBS_EXPORT_ROWS"] = 4
+    started = session.get(path)
+    assert started.status_code == 303
+    page = started.headers["Location"]
+    assert "/bericht/auftrag/" in page
+    state = follow_job(session, page + "status")
+    assert state["status"] == "done" and state["subject"] == "Der Export"
+    assert state["filename"].startswith("Raeume_") and state["filename"].endswith(export_type)
+    download = session.get(state["file"])
+    if export_type == "csv":
+        assert download.data == direct.data
+    else:
+        rows = [
+            list(openpyxl.load_workbook(io.BytesIO(r.data)).active.iter_rows(values_only=True))
+            for r in (download, direct)
+        ]
+        assert rows[0] == rows[1] and len(rows[0]) == 6
+    html = session.get(page).get_data(as_text=True)
+    assert "Der Export ist fertig" in html
+
+
+def test_export_job_keeps_the_users_scope(app, rooms, accounts):
+    app.config["KIM_JOBS_EXPORT_ROWS"] = 2
+    arnsberg = logged_in(app, accounts.arnsberg)
+    started = arnsberg.get("/room/export/csv/")
+    assert started.status_code == 303
+    state = follow_job(arnsberg, started.headers["Location"] + "status")
+    text = arnsberg.get(state["file"]).get_data(as_text=True)
+    assert "Raum A1" in text and "Raum M1" not in text
+    steering = logged_in(app, accounts.steering)
+    assert steering.get(state["file"]).status_code == 404
+    # Below the bound (two rows for Meschede) the export stays in the request.
+    meschede = logged_in(app, accounts.meschede)
+    assert meschede.get("/room/export/csv/").status_code == 200

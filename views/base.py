@@ -35,7 +35,7 @@ from werkzeug.utils import secure_filename
 from wtforms import fields
 from wtforms.validators import DataRequired, Length, NumberRange, ValidationError
 
-from kim_admin import audit, exports, report, suppression
+from kim_admin import audit, exports, jobs, report, suppression
 from kim_admin.extensions import db
 from kim_admin.formatting import de_date, de_datetime, de_number
 from kim_admin.permissions import (
@@ -540,6 +540,8 @@ class SecureModelView(AccessMixin, ModelView):
             flash(refusal, "error")
             return redirect(self.get_url(".index_view"))
         record_export(self.resource, export_type)
+        if (started := jobs.export_in_background(self, export_type)) is not None:
+            return started  # a large export runs as a job (kim_admin.jobs)
         return exports.download(self.export_table(), export_type, self.get_export_name(export_type))
 
     def get_export_name(self, export_type: str = "csv") -> str:

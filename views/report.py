@@ -20,7 +20,7 @@ from wtforms.validators import DataRequired, StopValidation, ValidationError
 from kim_admin import audit, exports, jobs, report, scope
 from kim_admin.extensions import db
 from kim_admin.monitoring import periods
-from kim_admin.permissions import EXPORT, READ, is_scoped
+from kim_admin.permissions import EXPORT, READ, can, is_scoped
 from kim_admin.report import job as report_job
 from kim_admin.report import publication
 from models import ReportingPeriod
@@ -248,9 +248,12 @@ class ReportView(SecureView):
         return redirect(urls["page"], code=303)
 
     def _job(self, job_id: str):
-        """The current user's own report job, or 404 (anyone else's is "not there")."""
+        """The current user's own report or list-export job, or 404 (anyone else's is
+        "not there"); an export only while the user may still export that list."""
         job = jobs.get_for(job_id, current_user)
-        if job is None or job.kind != "report":
+        if job is None or job.kind not in ("report", "export"):
+            abort(404)
+        if job.kind == "export" and not can(current_user, job.parameters["resource"], EXPORT):
             abort(404)
         return job
 
@@ -277,6 +280,9 @@ class ReportView(SecureView):
         if job.status != jobs.DONE:
             abort(404)
         content = jobs.result_file(job)
-        response = Response(content, mimetype=exports.XLSX_MIMETYPE)
+        csv = job.filename.endswith(".csv")
+        response = Response(
+            content, mimetype=exports.CSV_MIMETYPE if csv else exports.XLSX_MIMETYPE
+        )
         response.headers["Content-Disposition"] = f'attachment; filename="{job.filename}"'
         return response

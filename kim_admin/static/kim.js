@@ -96,7 +96,7 @@
           failures = 0;
           showProgress(parts, job.progress);
           if (job.status === "done") {
-            var box = setText(parts.status, "Der Bericht ist fertig: ", "success");
+            var box = setText(parts.status, job.subject + " ist fertig: ", "success");
             var link = document.createElement("a");
             link.href = job.file;
             link.setAttribute("download", "");
@@ -110,7 +110,7 @@
             return;
           }
           if (job.status === "failed") {
-            setText(parts.status, "Der Bericht konnte nicht erstellt werden: " + job.error, "danger");
+            setText(parts.status, job.subject + " konnte nicht erstellt werden: " + job.error, "danger");
             done(false);
             return;
           }
@@ -125,7 +125,7 @@
         .catch(function () {
           failures += 1;
           if (failures >= 5) {
-            setText(parts.status, "Keine Verbindung zum Server. Der Bericht wird eventuell " +
+            setText(parts.status, "Keine Verbindung zum Server. Die Datei wird eventuell " +
                     "weiter erstellt; bitte laden Sie die Seite später neu.", "danger");
             done(false);
             return;

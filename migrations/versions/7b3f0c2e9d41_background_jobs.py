@@ -36,7 +36,7 @@ def upgrade():
     sa.Column('started_at', sa.DateTime(), nullable=True),
     sa.Column('heartbeat_at', sa.DateTime(), nullable=True),
     sa.Column('finished_at', sa.DateTime(), nullable=True),
-    sa.CheckConstraint("kind IN ('report', 'probe')", name=op.f('ck_job_kind_valid')),
+    sa.CheckConstraint("kind IN ('report', 'export', 'probe')", name=op.f('ck_job_kind_valid')),
     sa.CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name=op.f('ck_job_status_valid')),
     sa.CheckConstraint('progress BETWEEN 0 AND 100', name=op.f('ck_job_progress_range')),
     sa.ForeignKeyConstraint(['municipality_id'], ['municipality.id'], name=op.f('fk_job_municipality_id_municipality'), ondelete='CASCADE'),
