@@ -31,6 +31,12 @@ def test_no_axe_violations(walked: dict[str, list[crawl.State]], role: str) -> N
 
 
 @pytest.mark.browser
+def test_walk_without_script_errors(walked: dict[str, list[crawl.State]]) -> None:
+    """kim-a11y.js and Flask-Admin's scripts run without an uncaught error on every page."""
+    assert {role: errors for role, errors in crawl.SCRIPT_ERRORS.items() if errors} == {}
+
+
+@pytest.mark.browser
 def test_failed_saves_are_announced(walked: dict[str, list[crawl.State]]) -> None:
     """After every failed save the title starts with "Fehler:" and the focus is on the
     error summary (or, for a refusal without field errors, on the error message)."""
