@@ -152,10 +152,15 @@ class Walker:
         self.role = role
         self.states: list[State] = []
         self.seen_errors: set[int] = set()
+        #: Uncaught script errors (a broken picker or filter would hide its faults from axe).
+        self.script_errors: list[str] = []
 
     def record(self, label: str) -> None:
         page = self.page
         page.wait_for_load_state("load")
+        # Let kim-a11y.js finish what the last change of the page asked for (it names new
+        # filter rows and pickers in the next animation frame).
+        page.evaluate("() => new Promise((r) => requestAnimationFrame(() => setTimeout(r)))")
         violations = page.evaluate(AXE_JS, AXE_TAGS)
         texts = page.evaluate(TEXTS_JS)
         focus = page.evaluate(
@@ -305,11 +310,16 @@ def _walk(database: Any, reference_image: Any, workdir: Path) -> dict[str, list[
                 context.add_init_script(path=str(AXE))
                 try:
                     walker = Walker(context.new_page(), base, role)
+                    walker.page.on(
+                        "pageerror",
+                        lambda error, w=walker: w.script_errors.append(f"{w.page.url}: {error}"),
+                    )
                     if email is None:
                         walk_anonymous(walker, app)
                     else:
                         walk_role(walker, app, email)
                     results[role] = walker.states
+                    SCRIPT_ERRORS[role] = walker.script_errors
                 finally:
                     context.close()
         finally:
@@ -344,6 +354,9 @@ def walk(
         )
     return _WALKS[id(database)]
 
+
+#: Uncaught script errors of the walk, by role.
+SCRIPT_ERRORS: dict[str, list[str]] = {}
 
 # The walk of this test session, by the session's database (both tests read it).
 _WALKS: dict[int, dict[str, list[State]]] = {}

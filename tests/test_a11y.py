@@ -14,6 +14,9 @@ import pytest
 
 from . import crawl
 
+# The browser fixtures of the interface tests: a served app and a chromium page.
+from .test_browser import live_server, login, page, sync_api  # noqa: F401
+
 
 @pytest.fixture(scope="module")
 def walked(database, reference_image, tmp_path_factory) -> dict[str, list[crawl.State]]:
@@ -28,6 +31,12 @@ def test_no_axe_violations(walked: dict[str, list[crawl.State]], role: str) -> N
     assert states, f"no page visited for {role}"
     problems = [line for state in states for line in state.describe_violations()]
     assert problems == [], "\n".join(problems)
+
+
+@pytest.mark.browser
+def test_walk_without_script_errors(walked: dict[str, list[crawl.State]]) -> None:
+    """kim-a11y.js and Flask-Admin's scripts run without an uncaught error on every page."""
+    assert {role: errors for role, errors in crawl.SCRIPT_ERRORS.items() if errors} == {}
 
 
 @pytest.mark.browser
@@ -155,9 +164,9 @@ def test_no_daterangepicker_and_one_project_stylesheet(client, as_district) -> N
 def test_accessibility_statement_is_public_and_linked(app, client, as_district) -> None:
     """BITV §7: the statement is reachable without login, from every page's footer,
     and names the configured feedback contact."""
-    page = client.get("/barrierefreiheit")
-    assert page.status_code == 200
-    html = page.get_data(as_text=True)
+    response = client.get("/barrierefreiheit")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
     assert "Erklärung zur Barrierefreiheit" in html
     assert "mailto:barrierefreiheit@hochsauerlandkreis.de" in html
     for path in ("/", "/room/", "/gibt-es-nicht"):
@@ -197,3 +206,25 @@ def test_target_group_without_legal_area_shows_a_dash(app, as_district) -> None:
     row = re.search(r"<tr>(?:(?!</tr>).)*Ohne Rechtskreis.*?</tr>", html, re.S).group(0)
     assert "None" not in row
     assert re.search(r'<td class="col-legal_area">\s*–\s*</td>', row)
+
+
+# --- the native date filter, in the browser ---------------------------------------------------
+
+
+@pytest.mark.browser
+def test_date_filter_is_a_native_labelled_input(accounts, live_server, page) -> None:  # noqa: F811
+    """The Protokoll's time filter is a datetime-local input named after the filter; what
+    it sends is the format Flask-Admin parses, and the filter comes back filled in."""
+    expect = sync_api.expect
+    login(page, live_server, accounts.district)
+    page.goto(f"{live_server}/audit_event/")
+    page.get_by_role("link", name="Filter hinzufügen").click()
+    page.locator(".field-filters a.filter", has_text="Zeitpunkt").click()
+    value = page.get_by_label("Wert für Zeitpunkt", exact=True)
+    expect(value).to_have_attribute("type", "datetime-local")
+    expect(page.locator(".daterangepicker")).to_have_count(0)
+    value.fill("2020-01-01T08:30")
+    page.get_by_role("button", name="Übernehmen").click()
+    page.wait_for_url(re.compile(r"flt\d+_\d+=2020-01-01\+08%3A30%3A00"))
+    expect(page.get_by_label("Wert für Zeitpunkt", exact=True)).to_have_value("2020-01-01T08:30")
+    expect(page.locator(".alert-danger")).to_have_count(0)

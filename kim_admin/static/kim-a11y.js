@@ -180,6 +180,8 @@
     var name = el.getAttribute("aria-label") || "Datum";
     var parts = (el.value || "").split(" to ");
     el.type = "hidden";
+    el.setAttribute("data-kim-native", "1");
+    el.removeAttribute("aria-label");
     var inputs = (range ? ["von", "bis"] : [""]).map(function (part, i) {
       var input = document.createElement("input");
       input.type = type;
@@ -248,7 +250,7 @@
         }
         nameSelect2(op, "Bedingung für " + name);
       }
-      $(row).find(".filter-val").not(".select2-container").each(function () {
+      $(row).find(".filter-val").not(".select2-container, [data-kim-native]").each(function () {
         this.setAttribute("aria-label", "Wert für " + name);
         if (this.tagName === "SELECT" || this.type === "hidden") {
           idOf(this, "kim-filter-val");
