@@ -42,8 +42,10 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-## bench: export and report timings and peak memory on SQLite and PostgreSQL,
-##        appended to bench/results.md (BENCH_ARGS="--sizes 20000 --db sqlite" for a quick run)
+## bench: export and report timings and peak memory on SQLite and PostgreSQL, and the
+##        NRW-scale pages and 30-user load on PostgreSQL, appended to bench/results.md
+##        (BENCH_ARGS="--sizes 20000 --db sqlite --skip-scale" for a quick run,
+##         BENCH_ARGS="--only-scale --load-seconds 60" for the scale part alone)
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 

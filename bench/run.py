@@ -17,6 +17,14 @@ Targets (issue "Excel for the steering group"): ours ≤ 1.25 × bare, peak ≤ 
 NRW-sized data (396 municipalities, 10 years, no raw-data sheet) < 15 s on PostgreSQL,
 with a number of queries that does not grow with the municipalities.
 
+NRW scale (issue "NRW scale"), on 396 municipalities × 40 quarters × 63 cells (about
+1,000,000 figures, :mod:`bench.scale_data`) in a PostgreSQL database of its own,
+dropped afterwards: the list of figures (EXPLAIN ANALYZE of every statement of
+every sort, filter and a deep page; target ≤ 100 ms SQL), the start page,
+``/dashboard.json``, Meldestand and Versorgung (≤ 300 ms, ≤ 300 KB; :mod:`bench.pages`),
+and 30 users against gunicorn (:mod:`bench.load`; 0 errors, save p95 ≤ 1 s, pages
+p95 ≤ 2 s). ``--only-scale`` runs this part alone.
+
 Disclosure audit of a published report (issue "Published figures that cannot be
 worked back"), on synthetic figures of 12 and 396 municipalities × 7 indicators ×
 11 target groups × 4 quarters, without a database: the suppression with the audit
@@ -537,6 +545,9 @@ def main(argv: list[str]) -> None:
         default=396,
         help="largest number of municipalities whose every hidden interval is computed exactly",
     )
+    parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--only-scale", action="store_true")
+    parser.add_argument("--load-seconds", type=float, default=180)
     parser.add_argument("--timeout", type=int, default=1200)
     parser.add_argument("--no-write", action="store_true", help="print only")
     options = parser.parse_args(argv)
@@ -551,6 +562,12 @@ def main(argv: list[str]) -> None:
     def say(text: str = "") -> None:
         print(text, flush=True)
         lines.append(text)
+
+    if not options.skip_scale:
+        scale(options, say)
+    if options.only_scale:
+        options.skip_audit = True
+        options.db = []
 
     if not options.skip_audit:
         say("### disclosure audit (published report, synthetic figures, no database)")
@@ -657,6 +674,25 @@ def main(argv: list[str]) -> None:
         with RESULTS.open("a", encoding="utf-8") as handle:
             handle.write("\n".join(lines) + "\n\n")
         print(f"Appended to {RESULTS.relative_to(ROOT)}.")
+
+
+def scale(options, say) -> None:
+    """The NRW-scale part: generate, measure the pages, load, drop the database."""
+    from . import load, pages, scale_data
+
+    say("### NRW scale (PostgreSQL, 396 Kommunen, 40 Quartale)")
+    say()
+    try:
+        made = scale_data.generate(scale_data.DEFAULT_URL, quiet=True)
+        say(
+            f"Daten: {made['municipalities']} Kommunen, {made['figures']:,} Kennzahlwerte, "
+            f"erzeugt in {made['seconds']:.0f} s; Server: {versions(scale_data.DEFAULT_URL)}."
+        )
+        say()
+        pages.report(scale_data.DEFAULT_URL, say)
+        load.run(scale_data.DEFAULT_URL, options.load_seconds, 8765, say)
+    finally:
+        scale_data.drop_database(scale_data.DEFAULT_URL)
 
 
 def case_main(argv: list[str]) -> None:

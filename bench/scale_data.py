@@ -300,8 +300,10 @@ def generate(url: str = DEFAULT_URL, towns: int = TOWNS, quiet: bool = False) ->
             )
         )
         s.commit()
-        s.execute(text("ANALYZE"))
-        s.commit()
+        # As autovacuum leaves a table after a bulk load: statistics for the planner and
+        # a visibility map for index-only scans.
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
         figures = s.scalar(text("SELECT count(*) FROM monitoring_entry"))
         count = s.scalar(text("SELECT count(*) FROM municipality"))
         db.engine.dispose()

@@ -265,78 +265,86 @@ def chart_data(
     ).all()
     period_ids = [p.id for p in periods]
     slot = {pid: n for n, pid in enumerate(period_ids)}
+    many = len(towns) > CHART_TOWNS
+    mode = "selected" if many and chosen else ("top" if many else "all")
+    population = sum(t.population or 0 for t in towns)
+    nothing: list[float | None] = [None] * len(periods)
+
+    def figures(*columns: Any, towns_in: list[int] | None = None) -> Any:
+        """Sums of the shown quarters' figures of the user's towns, grouped by ``columns``."""
+        query = select(*columns, func.sum(MonitoringEntry.value)).where(
+            MonitoringEntry.period_id.in_(period_ids),
+            # The user's towns as a subquery, not a list of 396 parameters.
+            MonitoringEntry.municipality_id.in_(
+                municipalities_query(user, participants_only=True)
+                .with_only_columns(Municipality.id)
+                .order_by(None)
+            ),
+        )
+        if towns_in is not None:
+            query = query.where(MonitoringEntry.municipality_id.in_(towns_in))
+        query = query.group_by(*columns)
+        return db.session.execute(apply_scope(query, MonitoringEntry, "monitoring_entry", user))
+
+    # Which municipalities each chart shows: all, the picked ones, or the ten with the
+    # highest sums (one query grouped by indicator and town: 12 × 396 sums, not 38,000).
+    shown: dict[int, list[int]] = {}
+    if mode == "all":
+        shown = {i.id: [t.id for t in towns] for i in indicators}
+    elif mode == "selected":
+        shown = {i.id: [t.id for t in chosen] for i in indicators}
+    elif periods:
+        weights: dict[int, list[tuple[float, str, int]]] = {i.id: [] for i in indicators}
+        for indicator_id, town_id, total in figures(
+            MonitoringEntry.indicator_id, MonitoringEntry.municipality_id
+        ):
+            if indicator_id in weights and town_id in by_id and total is not None:
+                weights[indicator_id].append((-float(total), by_id[town_id].name, town_id))
+        shown = {i: [t for _, _, t in sorted(w)[:CHART_TOWNS]] for i, w in weights.items()}
+        for i in shown:  # fewer than ten with figures: fill up by name
+            extra = [t.id for t in towns if t.id not in shown[i]]
+            shown[i] += extra[: CHART_TOWNS - len(shown[i])]
     # indicator id -> town id -> one value per shown quarter (None: nothing reported)
     values: dict[int, dict[int, list[float | None]]] = {i.id: {} for i in indicators}
+    totals: dict[int, list[float | None]] = {i.id: list(nothing) for i in indicators}
     if periods and towns:
-        query = apply_scope(
-            select(
-                MonitoringEntry.indicator_id,
-                MonitoringEntry.municipality_id,
-                MonitoringEntry.period_id,
-                func.sum(MonitoringEntry.value),
-            )
-            .where(
-                MonitoringEntry.period_id.in_(period_ids),
-                # The user's towns as a subquery, not a list of 396 parameters.
-                MonitoringEntry.municipality_id.in_(
-                    municipalities_query(user, participants_only=True)
-                    .with_only_columns(Municipality.id)
-                    .order_by(None)
-                ),
-            )
-            .group_by(
-                MonitoringEntry.indicator_id,
-                MonitoringEntry.municipality_id,
-                MonitoringEntry.period_id,
-            ),
-            MonitoringEntry,
-            "monitoring_entry",
-            user,
-        )
-        empty = [None] * len(periods)
-        for indicator_id, town_id, period_id, total in db.session.execute(query):
+        wanted = sorted({t for ids in shown.values() for t in ids})
+        for indicator_id, town_id, period_id, total in figures(
+            MonitoringEntry.indicator_id,
+            MonitoringEntry.municipality_id,
+            MonitoringEntry.period_id,
+            towns_in=wanted,
+        ):
             row = values.get(indicator_id)
             if row is None or total is None:
                 continue
             if town_id not in row:
-                row[town_id] = list(empty)
+                row[town_id] = list(nothing)
             row[town_id][slot[period_id]] = float(total)
-    many = len(towns) > CHART_TOWNS
-    mode = "selected" if many and chosen else ("top" if many else "all")
-    population = sum(t.population or 0 for t in towns)
-    names = {t.id: t.name for t in towns}
-    nothing = [None] * len(periods)
+        if mode != "all":
+            for indicator_id, period_id, total in figures(
+                MonitoringEntry.indicator_id, MonitoringEntry.period_id
+            ):
+                if indicator_id in totals and total is not None:
+                    totals[indicator_id][slot[period_id]] = float(total)
 
     def series_of(indicator: Indicator) -> list[dict[str, Any]]:
         rows = values[indicator.id]
-        if mode == "all":
-            shown = towns
-        elif mode == "selected":
-            shown = chosen
-        else:
-            weight = {tid: sum(v for v in row if v is not None) for tid, row in rows.items()}
-            ranked = sorted(weight, key=lambda tid: (-weight[tid], names[tid]))[:CHART_TOWNS]
-            shown = [by_id[tid] for tid in ranked]
         lines = [
             {
-                "municipality": t.name,
-                "population": t.population,
-                "values": list(rows.get(t.id, nothing)),
+                "municipality": by_id[t].name,
+                "population": by_id[t].population,
+                "values": list(rows.get(t, nothing)),
                 "style": line_style(n),
             }
-            for n, t in enumerate(shown)
+            for n, t in enumerate(shown.get(indicator.id, []))
         ]
         if mode != "all":
-            totals: list[float | None] = list(nothing)
-            for row in rows.values():
-                for n, v in enumerate(row):
-                    if v is not None:
-                        totals[n] = (totals[n] or 0) + v
             lines.append(
                 {
                     "municipality": TOTAL_LABEL,
                     "population": population,
-                    "values": totals,
+                    "values": totals[indicator.id],
                     "style": TOTAL_STYLE,
                     "total": True,
                 }

@@ -125,6 +125,15 @@ class MonitoringEntry(db.Model):
         Index("ix_monitoring_entry_period_updated", "period_id", "updated_at", "id"),
         Index("ix_monitoring_entry_indicator_updated", "indicator_id", "updated_at", "id"),
         Index("ix_monitoring_entry_target_group_updated", "target_group_id", "updated_at", "id"),
+        # The start page's charts sum recent quarters by indicator and town: an
+        # index-only scan on PostgreSQL (the value is included).
+        Index(
+            "ix_monitoring_entry_chart",
+            "period_id",
+            "indicator_id",
+            "municipality_id",
+            postgresql_include=["value"],
+        ),
         # The comment search (ILIKE '%…%'): a trigram index on PostgreSQL, a plain
         # one elsewhere (SQLite has no trigram index; it scans either way).
         Index(

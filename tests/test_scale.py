@@ -192,6 +192,7 @@ def test_migration_creates_the_list_indexes(db_url):
             "ix_monitoring_entry_indicator_updated",
             "ix_monitoring_entry_target_group_updated",
             "ix_monitoring_entry_comment_trgm",
+            "ix_monitoring_entry_chart",
         } <= names
         assert "ix_indicator_sort_order" in {i["name"] for i in inspector.get_indexes("indicator")}
         if db.engine.dialect.name == "postgresql":

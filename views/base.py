@@ -495,7 +495,8 @@ class SecureModelView(AccessMixin, ModelView):
         if not execute:
             return count, self.with_loaders(query)
         key = self.model.__mapper__.primary_key[0]
-        keys = [row[0] for row in query.with_entities(key)]
+        # A filter through a collection can name a row twice; the page shows it once.
+        keys = list(dict.fromkeys(row[0] for row in query.with_entities(key)))
         if not keys:
             return count, []
         rows = {
