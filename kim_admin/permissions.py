@@ -177,7 +177,9 @@ def apply_scope(query: Any, model: Any, resource: str, user: Any) -> Any:
     if not is_scoped(user, resource):
         return query
     column = getattr(model, SCOPED_BY_MUNICIPALITY[resource])
-    if getattr(column.property, "uselist", False):
+    # A relation to several municipalities (a list) or a column; a hybrid column (the
+    # municipality through another row) has no mapper property at all.
+    if getattr(getattr(column, "property", None), "uselist", False):
         return query.filter(column.any(id=user.municipality_id))
     return query.filter(column == user.municipality_id)
 

@@ -277,6 +277,14 @@
         this.setAttribute("aria-label", "Hilfe" + (column ? " zu " + column : "") + ": " + help);
       }
     });
+    // The open drop-down's list of choices is a listbox (a multiple picker's list has
+    // no role of its own): its options need it as parent, and a long list that scrolls
+    // must be reachable with the keyboard.
+    $(".select2-drop .select2-results").each(function () {
+      setIfMissing(this, "role", "listbox");
+      setIfMissing(this, "aria-label", "Auswahlliste");
+      setIfMissing(this, "tabindex", "0");
+    });
     // Select2's own search box in the open drop-down: named, with its state.
     $(".select2-drop .select2-search input").each(function () {
       var owner = this.id ? document.querySelector('label[for="' + this.id + '"]') : null;
