@@ -16,6 +16,7 @@ from wtforms.validators import DataRequired, Length, ValidationError
 from kim_admin import scope
 from kim_admin.extensions import db
 from kim_admin.permissions import CREATE, EDIT, EXPORT, READ, in_scope, is_scoped
+from kim_admin.report import publication
 from kim_admin.steering import document, workspace
 from models import (
     MEASURE_STATUSES,
@@ -319,6 +320,9 @@ class ReportDocumentForm(FlaskForm):
         _, foreign = scope.reachable_municipality_ids(current_user, field.data or [])
         if foreign:
             raise ValidationError(UNKNOWN_TOWN)
+        # The PDF shows the published figures: every KIM municipality, as the workbook.
+        if refusal := publication.check_choice(field.data or [], True, current_user):
+            raise ValidationError(refusal)
 
     def texts(self) -> dict[str, str]:
         return {code: self[code].data or "" for code, _ in REPORT_SECTIONS}
