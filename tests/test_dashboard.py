@@ -127,7 +127,7 @@ def test_page_shows_open_and_overdue_reports(cockpit, as_district):
     assert "Meldungen Q1/2025" in html
     # Seven participants: Arnsberg submitted, Bestwig approved, five still open and late.
     assert "5 offen" in html and "5 überfällig" in html
-    assert "2 gemeldet oder freigegeben" in html
+    assert "2 eingereicht oder freigegeben" in html
     assert "canvas" in html and 'data-code="CM_NEU"' in html
     assert "Daten als Tabelle" in html  # the table fallback of each chart
 
@@ -164,7 +164,7 @@ def test_cases_and_fte(app, cockpit, accounts):
 def test_what_is_due_for_a_municipality(app, cockpit, accounts, as_arnsberg):
     html = as_arnsberg.get("/").get_data(as_text=True)
     assert "Was von uns fällig ist: Q1/2025" in html
-    assert "gemeldet" in html and "nichts weiter zu tun" in html
+    assert "eingereicht" in html and "nichts weiter zu tun" in html
     session_meschede = type(as_arnsberg)(app.test_client())
     session_meschede.login(accounts.meschede)
     html = session_meschede.get("/").get_data(as_text=True)

@@ -413,10 +413,10 @@ def test_inactive_or_moved_users_get_nothing(app, world, sink):
         db.session.commit()
     assert run(app).exit_code == 0
     mails = sink.take()
-    assert recipients([m for m in mails if "gemeldet" in m["Subject"]]) == DISTRICT
+    assert recipients([m for m in mails if "eingereicht" in m["Subject"]]) == DISTRICT
     assert [m for m in mails if "zurückgegeben" in m["Subject"]] == []
     # The moved user now hears about their new town's quarter, nothing of the old one.
-    others = [m for m in mails if "gemeldet" not in m["Subject"]]
+    others = [m for m in mails if "eingereicht" not in m["Subject"]]
     assert recipients(others) == ["arnsberg@test.example"]
     assert "für Meschede" in bodies(others[0])[0] and "für Arnsberg" not in bodies(others[0])[0]
     assert {r.state for r in rows(app) if r.kind == events.RETURNED} == {events.SKIPPED}

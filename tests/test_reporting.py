@@ -456,7 +456,7 @@ def test_meldestand(app, world, as_district, as_steering, as_arnsberg):
         db.session.commit()
         participants = db.session.query(Municipality).filter_by(kim_participant=True).count()
     html = as_district.get("/meldestand/").get_data(as_text=True)
-    assert "freigegeben" in html and "gemeldet" in html and "fehlt" in html
+    assert "freigegeben" in html and "eingereicht" in html and "fehlt" in html
     assert "⚠" in html and "✓" in html
     received = round(200 / participants)
     on_time = round(100 / participants)

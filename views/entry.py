@@ -32,7 +32,7 @@ IMPORT_MAX_AGE = 30 * 60
 REVIEW_MESSAGES = {
     "approve": "Meldung freigegeben.",
     "return": "Meldung zurückgegeben.",
-    "unapprove": "Freigabe aufgehoben; die Meldung ist wieder zur Prüfung gemeldet.",
+    "unapprove": "Freigabe aufgehoben; die Meldung ist wieder zur Prüfung eingereicht.",
     "unapprove_return": "Freigabe aufgehoben und an die Kommune zurückgegeben.",
     "withdraw": "Meldung zurückgezogen; Sie können die Zahlen wieder ändern.",
     "exception": "Ausnahme gewährt.",

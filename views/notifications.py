@@ -25,7 +25,7 @@ class PreferenceForm(FlaskForm):
     )
     status_updates = BooleanField(
         "Statusmeldungen",
-        description="Meldung abgeschlossen (Kreisverwaltung), Meldung freigegeben (Kommune).",
+        description="Meldung eingereicht (Kreisverwaltung), Meldung freigegeben (Kommune).",
     )
     submit = SubmitField("Speichern")
 

@@ -35,7 +35,7 @@ STATUSES: dict[str | None, Status] = {
     for s in (
         Status(MISSING, "fehlt", "light"),
         Status(DRAFT, "Entwurf", "secondary"),
-        Status(SUBMITTED, "gemeldet", "primary"),
+        Status(SUBMITTED, "eingereicht", "primary"),
         Status(APPROVED, "freigegeben", "success"),
         Status(RETURNED, "zurückgegeben", "warning"),
     )
@@ -55,7 +55,7 @@ def get(code: str | None) -> Status:
 
 
 def label(code: str | None) -> str:
-    """German label: ``gemeldet``."""
+    """German label: ``eingereicht``."""
     return get(code).label
 
 

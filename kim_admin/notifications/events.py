@@ -47,7 +47,7 @@ KIND_LIST = (
         "Meldefrist {period} für {town} überschritten",
         DEADLINE_REMINDERS,
     ),
-    Kind(SUBMITTED, "Meldung abgeschlossen", "{town} hat {period} gemeldet", STATUS_UPDATES),
+    Kind(SUBMITTED, "Meldung eingereicht", "{town} hat {period} eingereicht", STATUS_UPDATES),
     Kind(RETURNED, "Meldung zurückgegeben", "Meldung {period} für {town} zurückgegeben", None),
     Kind(
         APPROVED, "Meldung freigegeben", "Meldung {period} für {town} freigegeben", STATUS_UPDATES

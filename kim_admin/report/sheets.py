@@ -304,7 +304,7 @@ class ReportWriter:
             ("Datenbasis", self.basis, None),
             ("Meldungen erwartet", expected, integer),
             ("davon freigegeben", approved, integer),
-            ("davon gemeldet, noch nicht freigegeben", submitted, integer),
+            ("davon eingereicht, noch nicht freigegeben", submitted, integer),
             ("Freigabequote", approved / expected if expected else 0, self.percent),
             ("Vorläufige Quartale (p)", provisional, self.wrap),
             ("Veröffentlichung", self.publication_note(), self.wrap),
@@ -899,7 +899,10 @@ class ReportWriter:
         self._footer(
             sheet,
             row,
-            ["Meldequote: gemeldet oder freigegeben; pünktlich: erstmals bis zur Frist gemeldet."],
+            [
+                "Meldequote: eingereicht oder freigegeben; pünktlich: erstmals bis zur Frist "
+                "eingereicht."
+            ],
         )
 
     def raw_data(self) -> None:
