@@ -287,36 +287,7 @@ def audit_figures(towns: int, threshold: int = 3, exact: bool = True) -> dict:
     ``protect`` is what a published report costs (suppression with the audit it needs
     to decide); ``exact`` the smallest and largest value of every hidden cell.
     """
-    from scipy import optimize  # noqa: F401 (imported before the clock starts)
-
-    from kim_admin import suppression
-    from kim_admin.monitoring.rules import SEED_RULES
-    from kim_admin.report import publication
-
-    rules = publication.identities(
-        [(left, right) for _, left, op, right, *_ in SEED_RULES if op == "="]
-    )
-    data = SyntheticReport(towns)
-    start, cpu = time.perf_counter(), time.process_time()
-    table = publication.build_table(data, rules)
-    protection = suppression.protect(table, threshold)
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    result = {
-        "cells": len(table.values),
-        "equations": len(table.equations),
-        "primary": len(protection.primary),
-        "secondary": len(protection.secondary),
-        "unprotected": len(protection.unprotected),
-        "seconds": seconds,
-        # CPU time too: on a loaded machine the wall clock says little.
-        "cpu_seconds": cpu,
-    }
-    if exact:
-        start = time.perf_counter()
-        intervals = suppression.audit(table, protection.hidden)
-        result["exact_seconds"] = time.perf_counter() - start
-        result["narrowest"] = min(iv.width for iv in intervals.values())
-    return result
+    return _audit(towns, threshold, exact, with_previous_year=False)
 
 
 def audit_two_years(towns: int, threshold: int = 3, exact: bool = True) -> dict:
@@ -326,6 +297,10 @@ def audit_two_years(towns: int, threshold: int = 3, exact: bool = True) -> dict:
     in the second's table), which is what a published report costs with one
     earlier year; each further earlier year adds about one year's protection.
     """
+    return _audit(towns, threshold, exact, with_previous_year=True)
+
+
+def _audit(towns: int, threshold: int, exact: bool, with_previous_year: bool) -> dict:
     from scipy import optimize  # noqa: F401 (imported before the clock starts)
 
     from kim_admin import suppression
@@ -337,10 +312,13 @@ def audit_two_years(towns: int, threshold: int = 3, exact: bool = True) -> dict:
     )
     earlier = SyntheticReport(towns)
     data = SyntheticReport(towns, seed=2, start=earlier.end_stock, first_period=5)
+    if not with_previous_year:
+        data = earlier
     start, cpu = time.perf_counter(), time.process_time()
-    before = suppression.protect(publication.build_table(earlier, rules), threshold)
     table = publication.build_table(data, rules)
-    publication.link_previous(table, data, earlier, before.hidden, rules)
+    if with_previous_year:
+        before = suppression.protect(publication.build_table(earlier, rules), threshold)
+        publication.link_previous(table, data, earlier, before.hidden, rules)
     protection = suppression.protect(table, threshold)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     result = {
@@ -350,6 +328,7 @@ def audit_two_years(towns: int, threshold: int = 3, exact: bool = True) -> dict:
         "secondary": len(protection.secondary),
         "unprotected": len(protection.unprotected),
         "seconds": seconds,
+        # CPU time too: on a loaded machine the wall clock says little.
         "cpu_seconds": cpu,
     }
     if exact:

@@ -483,27 +483,34 @@ def stock_world(app, accounts):
     with app.app_context():
         town = db.session.scalar(select(Municipality).where(Municipality.name == "Hallenberg"))
         group = db.session.scalars(select(TargetGroup)).first()
-        periods = [
-            ReportingPeriod(year=2025, quarter=q, deadline=date(2025, 3 * q, 28))
-            for q in (1, 2, 3, 4)
-        ]
-        db.session.add_all(periods)
-        codes = {i.code: i for i in db.session.scalars(select(Indicator))}
         figures = {"CM_NEU": [8, 5, 7, 6], "CM_ABG": [6, 23, 3, 3], "CM_AKT": [20, 2, 6, 9]}
-        for n, period in enumerate(periods):
-            db.session.add(Submission(municipality=town, period=period, status="approved"))
-            for code, series in figures.items():
-                db.session.add(
-                    MonitoringEntry(
-                        municipality=town,
-                        period=period,
-                        indicator=codes[code],
-                        target_group=group,
-                        value=Decimal(series[n]),
-                    )
-                )
+        periods = _approved_year(town, group, 2025, figures)
         db.session.commit()
-        return {"towns": _participants(), "periods": [p.id for p in periods], "codes": codes}
+        codes = {i.code: i for i in db.session.scalars(select(Indicator))}
+        return {"towns": _participants(), "periods": periods, "codes": codes}
+
+
+def _approved_year(town, group, year: int, figures: dict[str, list[int]]) -> list[int]:
+    """The four quarters of ``year``, approved for ``town``, with its quarterly figures."""
+    codes = {i.code: i for i in db.session.scalars(select(Indicator))}
+    periods = [
+        ReportingPeriod(year=year, quarter=q, deadline=date(year, 3 * q, 28)) for q in (1, 2, 3, 4)
+    ]
+    db.session.add_all(periods)
+    for n, period in enumerate(periods):
+        db.session.add(Submission(municipality=town, period=period, status="approved"))
+        for code, series in figures.items():
+            db.session.add(
+                MonitoringEntry(
+                    municipality=town,
+                    period=period,
+                    indicator=codes[code],
+                    target_group=group,
+                    value=Decimal(series[n]),
+                )
+            )
+    db.session.flush()
+    return [p.id for p in periods]
 
 
 def test_the_stock_rule_is_part_of_the_audit(app, stock_world, accounts):
@@ -631,28 +638,7 @@ def two_years(app, accounts):
     with app.app_context():
         town = db.session.scalar(select(Municipality).where(Municipality.name == "Hallenberg"))
         group = db.session.scalars(select(TargetGroup)).first()
-        codes = {i.code: i for i in db.session.scalars(select(Indicator))}
-        ids = {}
-        for year, series in figures.items():
-            periods = [
-                ReportingPeriod(year=year, quarter=q, deadline=date(year, 3 * q, 28))
-                for q in (1, 2, 3, 4)
-            ]
-            db.session.add_all(periods)
-            for n, period in enumerate(periods):
-                db.session.add(Submission(municipality=town, period=period, status="approved"))
-                for code, values in series.items():
-                    db.session.add(
-                        MonitoringEntry(
-                            municipality=town,
-                            period=period,
-                            indicator=codes[code],
-                            target_group=group,
-                            value=Decimal(values[n]),
-                        )
-                    )
-            db.session.flush()
-            ids[year] = [p.id for p in periods]
+        ids = {year: _approved_year(town, group, year, series) for year, series in figures.items()}
         db.session.commit()
         return {"towns": _participants(), "periods": ids[2025], "earlier": ids[2024]}
 
