@@ -85,6 +85,8 @@ def test_dry_run_then_commit(app, world, as_arnsberg):
     assert "Probelauf" in html and "neu" in html and "Der Wert darf nicht negativ sein." in html
     assert "Import bestätigen" not in html  # errors first
     assert _count(app) == 0
+    # Names first, codes second, as on the entry page.
+    assert "Beratungskontakte (BER_KONT) – gesamt" in html and "BER_KONT – gesamt" not in html
 
     rows[2][VALUE_COL].value = 3
     dry = _upload(as_arnsberg, world, book)

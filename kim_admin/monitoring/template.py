@@ -268,7 +268,8 @@ def dry_run(stream: IO[bytes], town: Municipality, period: ReportingPeriod) -> l
             continue  # an indicator deactivated since the download
         text = _as_text(row[VALUE_COL])
         comment = str(row[COMMENT_COL] or "").strip()[: entry.MAX_COMMENT + 1]
-        label = f"{cell.indicator.code} – " + (
+        # Names first, codes second, as on the entry page.
+        label = f"{cell.indicator.name} ({cell.indicator.code}) – " + (
             cell.target_group.name if cell.target_group else "gesamt"
         )
         places = cell.indicator.decimal_places
