@@ -25,6 +25,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from kim_admin import create_app
 from kim_admin.extensions import db
+from kim_admin.formatting import local_time
 from kim_admin.monitoring import entry, periods, status, workflow
 from kim_admin.monitoring.template import FIRST_ROW, KEY_COL, SHEET, VALUE_COL
 from models import (
@@ -531,7 +532,9 @@ def test_first_submission_decides_on_time(app, world, as_arnsberg, as_district):
         sub = workflow.find_submission(
             world["arnsberg"], db.session.get(ReportingPeriod, world["period"])
         )
-        sub.period.deadline = date.today()
+        # The deadline is the Kreis' calendar day of the first submission (in Berlin;
+        # around midnight that is not the server's UTC date).
+        sub.period.deadline = local_time(first).date()
         sub.submitted_at = sub.submitted_at + timedelta(days=3)  # resubmitted later
         db.session.commit()
         assert sub.first_submitted_at == first

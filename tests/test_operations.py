@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -367,7 +368,9 @@ def _start_gunicorn(db_url: str, log: Path, trusted: int, workers: int):
         "KIM_ENV": "production",
         "KIM_SECRET_KEY": "s" * 32,
         "KIM_WORKERS": str(workers),
-        "KIM_THREADS": "2",
+        # One thread per worker: a busy worker accepts nothing, so two requests sent at
+        # once are served by two workers (with threads, one idle worker may take all).
+        "KIM_THREADS": "1",
         "KIM_TIMEOUT": "20",
         "KIM_BIND": f"127.0.0.1:{port}",
         "KIM_TRUSTED_PROXIES": str(trusted),
@@ -404,7 +407,8 @@ def _wait_until_up(process, port: int, log: Path, workers: int) -> None:
         if process.poll() is not None:
             pytest.fail(f"gunicorn ended: {log.read_text()}")
         try:
-            Browser(port).request("GET", "/healthz")
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(lambda _: Browser(port).request("GET", "/healthz"), range(workers)))
         except OSError:
             time.sleep(0.1)
             continue
@@ -450,9 +454,18 @@ def test_gunicorn_two_workers(served_database, tmp_path):
             assert user.request("GET", "/")[0] == 200
 
         # Failed logins of one account are counted across the workers: the sixth is refused.
-        attacker = Browser(behind_proxy, forwarded_for="198.51.100.2")
-        token = attacker.csrf()
-        codes = [attacker.login("betrieb@test.example", "falsch", token) for _ in range(6)]
+        # Two at a time, so that both workers take attempts of the same account.
+        attackers = [Browser(behind_proxy, forwarded_for="198.51.100.2") for _ in range(2)]
+        tokens = [attacker.csrf() for attacker in attackers]
+        codes = []
+        with ThreadPoolExecutor(2) as pool:
+            for _ in range(2):
+                codes += pool.map(
+                    lambda n: attackers[n].login("betrieb@test.example", "falsch", tokens[n]),
+                    range(2),
+                )
+        # The fifth and the sixth one after the other: the sixth is refused.
+        codes += [attackers[0].login("betrieb@test.example", "falsch", tokens[0]) for _ in range(2)]
         assert codes == [200] * 5 + [429]
 
         # Behind a trusted proxy each client address has its own 20 attempts ...
