@@ -89,6 +89,7 @@ def generate(url: str = DEFAULT_URL, towns: int = TOWNS, quiet: bool = False) ->
 
     from kim_admin import create_app
     from kim_admin.extensions import db
+    from kim_admin.monitoring import totals
     from kim_admin.reference import load_reference_data
 
     start = time.perf_counter()
@@ -114,8 +115,8 @@ def generate(url: str = DEFAULT_URL, towns: int = TOWNS, quiet: bool = False) ->
             text(
                 """
                 INSERT INTO indicator (code, name, unit, field_of_action, kind, by_target_group,
-                                       decimal_places, min_value, active, sort_order)
-                VALUES (:code, :name, 'Anzahl', '3', 'flow', :grouped, 0, 0, true, :order)
+                                       decimal_places, min_value, sort_order)
+                VALUES (:code, :name, 'Anzahl', '3', 'flow', :grouped, 0, 0, :order)
                 """
             ),
             [
@@ -188,7 +189,7 @@ def generate(url: str = DEFAULT_URL, towns: int = TOWNS, quiet: bool = False) ->
                 FROM municipality m
                 JOIN "user" u ON u.municipality_id = m.id
                 CROSS JOIN reporting_period p
-                JOIN indicator i ON i.active
+                JOIN indicator i ON i.valid_to IS NULL
                 LEFT JOIN target_group g ON i.by_target_group
                 CROSS JOIN LATERAL (
                     SELECT make_timestamp(p.year, p.quarter * 3, 1, 8, 0, 0)
@@ -299,6 +300,10 @@ def generate(url: str = DEFAULT_URL, towns: int = TOWNS, quiet: bool = False) ->
                 """
             )
         )
+        s.commit()
+        # The figures were written in SQL, around the ORM that keeps the start page's
+        # running totals: computed once here, as `flask figures rebuild-totals` does.
+        totals.rebuild(s)
         s.commit()
         # As autovacuum leaves a table after a bulk load: statistics for the planner and
         # a visibility map for index-only scans.

@@ -32,10 +32,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from views import init_admin
 
     from . import accessibility, audit, auth, cli, errors, formatting, health, operations, security
+    from .monitoring import totals
 
     operations.init_app(app)
     login_manager.init_app(app)
     audit.init_app(app)
+    totals.init_app(app)
     security.init_app(app)
     errors.init_app(app)
     auth.init_app(app)

@@ -10,6 +10,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from . import accounts, backup, demo, jobs, oidc, retention
+from .extensions import db
 from .notifications.cli import notify_cli
 from .permissions import ROLES
 from .reference import load_reference_data
@@ -19,6 +20,7 @@ reference_cli = AppGroup("reference", help="Referenzdaten des HSK.")
 demo_cli = AppGroup("demo", help="Demo-Daten.")
 backup_cli = AppGroup("backup", help="Datensicherung der ganzen Datenbank.")
 audit_cli = AppGroup("audit", help="Protokoll (Audit-Trail).")
+figures_cli = AppGroup("figures", help="Kennzahlwerte.")
 
 
 def _read_password() -> str:
@@ -145,6 +147,31 @@ def audit_purge() -> None:
     )
 
 
+@figures_cli.command("rebuild-totals")
+def figures_rebuild_totals() -> None:
+    """Compute the running totals of the start page afresh from the figures (after
+    figures were written around the application, e.g. by hand in SQL)."""
+    from .monitoring import totals
+
+    cells = totals.rebuild()
+    db.session.commit()
+    click.echo(f"Summen neu berechnet: {cells} Zellen (Kommune × Quartal × Kennzahl).")
+
+
+@figures_cli.command("check-totals")
+def figures_check_totals() -> None:
+    """Whether the running totals agree with the figures (exit code 1 if not)."""
+    from .monitoring import totals
+
+    wrong = totals.differences()
+    if wrong:
+        raise click.ClickException(
+            f"{len(wrong)} Summen weichen von den Kennzahlwerten ab: "
+            "flask figures rebuild-totals berechnet sie neu."
+        )
+    click.echo("Alle Summen stimmen mit den Kennzahlwerten überein.")
+
+
 def init_app(app: Flask) -> None:
     """Register the command groups."""
     app.cli.add_command(users_cli)
@@ -152,6 +179,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(demo_cli)
     app.cli.add_command(backup_cli)
     app.cli.add_command(audit_cli)
+    app.cli.add_command(figures_cli)
     app.cli.add_command(jobs.jobs_cli)
     app.cli.add_command(oidc.sso_cli)
     app.cli.add_command(notify_cli)

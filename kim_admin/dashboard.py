@@ -16,8 +16,8 @@ from sqlalchemy import case, func, or_, select
 
 from models import (
     BAUSTEINE,
+    FigureTotal,
     Indicator,
-    MonitoringEntry,
     Municipality,
     Post,
     ReportingPeriod,
@@ -26,6 +26,7 @@ from models import (
 
 from .extensions import db
 from .monitoring import periods as quarters
+from .monitoring import totals as figure_totals
 from .monitoring.status import RECEIVED, RETURNED
 from .monitoring.status import label as status_label
 from .monitoring.workflow import edit_deadline, lock_reason
@@ -141,14 +142,14 @@ def case_figures(user: Any, periods: list[ReportingPeriod]) -> list[dict[str, An
     if not periods:
         return []
     query = apply_scope(
-        select(Indicator.code, MonitoringEntry.period_id, func.sum(MonitoringEntry.value))
-        .join(Indicator, Indicator.id == MonitoringEntry.indicator_id)
+        select(Indicator.code, FigureTotal.period_id, figure_totals.summed())
+        .join(Indicator, Indicator.id == FigureTotal.indicator_id)
         .where(
             Indicator.code.in_(CASE_CODES),
-            MonitoringEntry.period_id.in_([p.id for p in periods]),
+            FigureTotal.period_id.in_([p.id for p in periods]),
         )
-        .group_by(Indicator.code, MonitoringEntry.period_id),
-        MonitoringEntry,
+        .group_by(Indicator.code, FigureTotal.period_id),
+        FigureTotal,
         "monitoring_entry",
         user,
     )
@@ -271,20 +272,21 @@ def chart_data(
     nothing: list[float | None] = [None] * len(periods)
 
     def figures(*columns: Any, towns_in: list[int] | None = None) -> Any:
-        """Sums of the shown quarters' figures of the user's towns, grouped by ``columns``."""
-        query = select(*columns, func.sum(MonitoringEntry.value)).where(
-            MonitoringEntry.period_id.in_(period_ids),
+        """Sums of the shown quarters' figures of the user's towns, grouped by ``columns``
+        (read from the running totals, :mod:`.monitoring.totals`)."""
+        query = select(*columns, figure_totals.summed()).where(
+            FigureTotal.period_id.in_(period_ids),
             # The user's towns as a subquery, not a list of 396 parameters.
-            MonitoringEntry.municipality_id.in_(
+            FigureTotal.municipality_id.in_(
                 municipalities_query(user, participants_only=True)
                 .with_only_columns(Municipality.id)
                 .order_by(None)
             ),
         )
         if towns_in is not None:
-            query = query.where(MonitoringEntry.municipality_id.in_(towns_in))
+            query = query.where(FigureTotal.municipality_id.in_(towns_in))
         query = query.group_by(*columns)
-        return db.session.execute(apply_scope(query, MonitoringEntry, "monitoring_entry", user))
+        return db.session.execute(apply_scope(query, FigureTotal, "monitoring_entry", user))
 
     # Which municipalities each chart shows: all, the picked ones, or the ten with the
     # highest sums (one query grouped by indicator and town: 12 × 396 sums, not 38,000).
@@ -296,7 +298,7 @@ def chart_data(
     elif periods:
         weights: dict[int, list[tuple[float, str, int]]] = {i.id: [] for i in indicators}
         for indicator_id, town_id, total in figures(
-            MonitoringEntry.indicator_id, MonitoringEntry.municipality_id
+            FigureTotal.indicator_id, FigureTotal.municipality_id
         ):
             if indicator_id in weights and town_id in by_id and total is not None:
                 weights[indicator_id].append((-float(total), by_id[town_id].name, town_id))
@@ -310,9 +312,9 @@ def chart_data(
     if periods and towns:
         wanted = sorted({t for ids in shown.values() for t in ids})
         for indicator_id, town_id, period_id, total in figures(
-            MonitoringEntry.indicator_id,
-            MonitoringEntry.municipality_id,
-            MonitoringEntry.period_id,
+            FigureTotal.indicator_id,
+            FigureTotal.municipality_id,
+            FigureTotal.period_id,
             towns_in=wanted,
         ):
             row = values.get(indicator_id)
@@ -323,7 +325,7 @@ def chart_data(
             row[town_id][slot[period_id]] = float(total)
         if mode != "all":
             for indicator_id, period_id, total in figures(
-                MonitoringEntry.indicator_id, MonitoringEntry.period_id
+                FigureTotal.indicator_id, FigureTotal.period_id
             ):
                 if indicator_id in totals and total is not None:
                     totals[indicator_id][slot[period_id]] = float(total)

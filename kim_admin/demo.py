@@ -15,6 +15,7 @@ from flask import current_app
 from sqlalchemy import delete, func, select
 
 from models import (
+    FigureTotal,
     FundingForward,
     Indicator,
     MonitoringEntry,
@@ -52,6 +53,7 @@ _DEMO_TABLES = [
     PostFunding,
     PostVacancy,
     NeedsAssessment,
+    FigureTotal,
     MonitoringEntry,
     Submission,
     ReportingPeriod,

@@ -27,7 +27,14 @@ from .post import (
     Post,
     post_target_group,
 )
-from .reporting import SUBMISSION_STATUSES, VALUE_MAX, MonitoringEntry, ReportingPeriod, Submission
+from .reporting import (
+    SUBMISSION_STATUSES,
+    VALUE_MAX,
+    FigureTotal,
+    MonitoringEntry,
+    ReportingPeriod,
+    Submission,
+)
 from .room import ROOM_KINDS, Room
 from .steering import (
     MEASURE_STATUSES,
@@ -84,6 +91,7 @@ __all__ = [
     "LoginSession",
     "Measure",
     "Meeting",
+    "FigureTotal",
     "MonitoringEntry",
     "Municipality",
     "NeedsAssessment",

@@ -145,21 +145,23 @@ class MonitoringEntry(db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # ``active_history``: the value before a change is loaded even when the row was
+    # expired, so the running totals (kim_admin.monitoring.totals) know what it was.
     municipality_id: Mapped[int] = mapped_column(
-        ForeignKey("municipality.id", ondelete="RESTRICT"), index=True
+        ForeignKey("municipality.id", ondelete="RESTRICT"), index=True, active_history=True
     )
     period_id: Mapped[int] = mapped_column(
-        ForeignKey("reporting_period.id", ondelete="RESTRICT"), index=True
+        ForeignKey("reporting_period.id", ondelete="RESTRICT"), index=True, active_history=True
     )
     # References the indicator through the composite key below, together with
     # ``by_target_group`` (one foreign key, so that joins need no ``onclause``).
-    indicator_id: Mapped[int] = mapped_column(index=True)
+    indicator_id: Mapped[int] = mapped_column(index=True, active_history=True)
     target_group_id: Mapped[int | None] = mapped_column(
         ForeignKey("target_group.id", ondelete="RESTRICT")
     )
     by_target_group: Mapped[bool] = mapped_column(default=_has_target_group)
     # Empty while a draft leaves a gap; a comment must then explain it.
-    value: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    value: Mapped[Decimal | None] = mapped_column(Numeric(12, 2), active_history=True)
     comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
@@ -230,3 +232,41 @@ class Submission(db.Model):
 
     def __str__(self) -> str:
         return f"{self.municipality} {self.period}"
+
+
+class FigureTotal(db.Model):
+    """The sum of a municipality's figures of one indicator in one quarter.
+
+    Kept by :mod:`kim_admin.monitoring.totals` on every change of a figure (one
+    upsert per changed cell, in the same transaction), so that the start page's
+    charts and case figures read a few rows per town and quarter instead of every
+    figure of the last eight quarters. ``value_count`` counts the figures with a
+    value: with none, the sum is empty (None), as ``SUM`` over empty values is.
+    """
+
+    __tablename__ = "figure_total"
+    #: Derived data: the figures themselves are audited.
+    __audit__ = False
+    __table_args__ = (
+        # The charts: recent quarters, summed by indicator and town (index-only on
+        # PostgreSQL, the sums included).
+        Index(
+            "ix_figure_total_chart",
+            "period_id",
+            "indicator_id",
+            "municipality_id",
+            postgresql_include=["value_sum", "value_count"],
+        ),
+    )
+
+    municipality_id: Mapped[int] = mapped_column(
+        ForeignKey("municipality.id", ondelete="CASCADE"), primary_key=True
+    )
+    period_id: Mapped[int] = mapped_column(
+        ForeignKey("reporting_period.id", ondelete="CASCADE"), primary_key=True
+    )
+    indicator_id: Mapped[int] = mapped_column(
+        ForeignKey("indicator.id", ondelete="CASCADE"), primary_key=True
+    )
+    value_sum: Mapped[Decimal] = mapped_column(Numeric(18, 2), default=0)
+    value_count: Mapped[int] = mapped_column(default=0)

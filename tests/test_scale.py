@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -17,6 +17,7 @@ from sqlalchemy import event, func, insert, inspect, select, text, update
 
 from kim_admin import dashboard
 from kim_admin.extensions import db
+from kim_admin.monitoring import totals
 from models import (
     MonitoringEntry,
     Municipality,
@@ -283,6 +284,7 @@ def grow(app, towns: int) -> None:
         ]
         if needs:
             db.session.execute(insert(NeedsAssessment), needs)
+        totals.rebuild()  # figures written around the ORM
         db.session.commit()
 
 
@@ -432,3 +434,97 @@ def test_users_are_not_loaded_whole_for_the_list(app, accounts, as_district):
     # "Geändert von" needs the name and the e-mail address, nothing else of the user.
     assert sorted(set(re.findall(r"user_1\.(\w+) AS", rows[0]))) == ["email", "id", "name"]
     assert User.password_hash.key not in rows[0] and User.session_token.key not in rows[0]
+
+
+# --- filters on quarters, merged per quarter --------------------------------------------
+
+
+def _period_filter(app, name: str, kind: str) -> str:
+    """The URL key of the figures list's filter ``kind`` on the quarter's ``name``."""
+    view = next(v for v in app.extensions["admin"][0]._views if v.endpoint == "monitoring_entry")
+    for key, (_, flt) in view._filter_args.items():
+        if str(flt.name) == name and type(flt).__name__ == f"Period{kind}":
+            return f"flt0_{key}"
+    raise LookupError(name)
+
+
+def test_quarter_filters_page_as_the_plain_query_does(app, accounts, as_district, monkeypatch):
+    """A year's figures carry that year's dates: the list merges one index range per
+    quarter (UNION ALL) instead of walking the date index past every later figure,
+    and every page shows exactly the rows and order of the plain query."""
+    with app.app_context():
+        towns = db.session.scalars(select(Municipality).order_by(Municipality.id)).all()
+        groups = db.session.scalars(select(TargetGroup).order_by(TargetGroup.id)).all()
+        neu = factories.indicator("CM_NEU")
+        quarters = [
+            factories.period(y, q, is_open=False) for y in (2001, 2002) for q in (1, 2, 3, 4)
+        ]
+        quarters += [factories.period(2003, 1, is_open=False)]
+        n = 0
+        for k, quarter in enumerate(quarters):
+            for t in range(7):
+                n += 1
+                factories.entry(
+                    towns[t],
+                    quarter,
+                    neu,
+                    n,
+                    groups[k % len(groups)],
+                    comment=f"Kommentar {n}",
+                    # Mostly the quarter's own days; every seventh a late correction,
+                    # and two figures share a moment (the key breaks the tie).
+                    updated_at=datetime(2001 + k // 4 + (t == 6), 3 * (k % 4) + 1, 2 + t % 5),
+                )
+        db.session.commit()
+        rows = db.session.execute(
+            select(
+                MonitoringEntry.comment,
+                MonitoringEntry.updated_at,
+                MonitoringEntry.id,
+                ReportingPeriod.year,
+                ReportingPeriod.quarter,
+            ).join(ReportingPeriod, ReportingPeriod.id == MonitoringEntry.period_id)
+        ).all()
+    view = next(v for v in app.extensions["admin"][0]._views if v.endpoint == "monitoring_entry")
+    monkeypatch.setattr(view, "page_size", 4)
+    year_eq = _period_filter(app, "Jahr", "IntEqualFilter")
+    year_lt = _period_filter(app, "Jahr", "IntSmallerFilter")
+    year_in = _period_filter(app, "Jahr", "IntInListFilter")
+    quarter_eq = _period_filter(app, "Quartal (1–4)", "IntEqualFilter")
+    quarter_gt = _period_filter(app, "Quartal (1–4)", "IntGreaterFilter")
+    cases = [
+        (f"{year_eq}=2001", lambda r: r.year == 2001),
+        (f"{year_lt}=2003", lambda r: r.year < 2003),
+        (f"{year_in}=2001,2002", lambda r: r.year in (2001, 2002)),
+        (f"{quarter_eq}=2", lambda r: r.quarter == 2),
+        (f"{year_eq}=2002&{quarter_gt}=1", lambda r: r.year == 2002 and r.quarter > 1),
+        (f"{year_eq}=2003", lambda r: r.year == 2003),
+        (f"{year_eq}=1999", lambda r: False),
+    ]
+    date_sort = [name for name, _ in view._list_columns].index("updated_at")
+    for query, matches in cases:
+        chosen = {(r.year, r.quarter) for r in rows if matches(r)}
+
+        def merged(descending: bool, chosen: set = chosen) -> bool:
+            # Merged unless one quarter matches, or the one the date index starts at
+            # (the newest, or the oldest for an ascending sort): then it finds the
+            # page at once.
+            end = (2003, 1) if descending else (2001, 1)
+            return len(chosen) > 1 and end not in chosen
+
+        for order, descending in (("", True), (f"&sort={date_sort}", False)):
+            expected = sorted(
+                (r for r in rows if matches(r)),
+                key=lambda r: (r.updated_at, r.id),
+                reverse=descending,
+            )
+            for page in range(3):
+                with statements(app) as sent:
+                    html = as_district.get(
+                        f"/monitoring_entry/?{query}{order}&page={page}"
+                    ).get_data(as_text=True)
+                shown = re.findall(r"Kommentar \d+", html)
+                wanted = [r.comment for r in expected[page * 4 : page * 4 + 4]]
+                assert shown == wanted, (query, order, page)
+                if page == 0 and expected:
+                    assert any("UNION ALL" in s for s in sent) == merged(descending), query

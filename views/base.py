@@ -495,8 +495,10 @@ class SecureModelView(AccessMixin, ModelView):
         if not execute:
             return count, self.with_loaders(query)
         key = self.model.__mapper__.primary_key[0]
+        size = page_size or self.page_size
+        found = self.page_keys(query, sort_column, sort_desc, (page or 0) * size, size)
         # A filter through a collection can name a row twice; the page shows it once.
-        keys = list(dict.fromkeys(row[0] for row in query.with_entities(key)))
+        keys = list(dict.fromkeys(row[0] for row in found))
         if not keys:
             return count, []
         rows = {
@@ -504,6 +506,14 @@ class SecureModelView(AccessMixin, ModelView):
             for row in self.with_loaders(self.get_query()).filter(key.in_(keys))
         }
         return count, [rows[k] for k in keys if k in rows]
+
+    def page_keys(
+        self, query: Any, sort_column: Any, sort_desc: bool, offset: int, size: int
+    ) -> Any:
+        """Rows of one column, the primary keys of the page ``query`` selects (sorted,
+        filtered and paginated). A view may find them another way (see
+        :class:`views.reporting.MonitoringEntryView`)."""
+        return query.with_entities(self.model.__mapper__.primary_key[0])
 
     # --- municipal scope -------------------------------------------------------
     def get_query(self) -> Any:

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from flask import url_for
+from typing import Any
+
+from flask import g, url_for
+from flask_admin.contrib.sqla import filters as sqla_filters
 from markupsafe import Markup
-from sqlalchemy import select
+from sqlalchemy import exists, select, true, union_all
+from sqlalchemy.sql.visitors import replacement_traverse
 from wtforms.validators import NumberRange, ValidationError
 
 from kim_admin.extensions import db
 from kim_admin.monitoring import rules
-from models import RULE_OPERATORS, RULE_SEVERITIES, SUBMISSION_STATUSES, Indicator
+from models import (
+    RULE_OPERATORS,
+    RULE_SEVERITIES,
+    SUBMISSION_STATUSES,
+    Indicator,
+    MonitoringEntry,
+    ReportingPeriod,
+)
 
 from .base import SecureModelView
 
@@ -48,6 +59,53 @@ class ReportingPeriodView(SecureModelView):
     }
 
 
+#: Most rows :meth:`MonitoringEntryView.page_keys` merges (the page and the rows before
+#: it, from each matching quarter); a deeper page is left to the database's own plan.
+MERGED_ROWS = 50_000
+
+
+class _PeriodFilter:
+    """A filter on a column of the quarter that narrows the figures by ``period_id``.
+
+    The quarters matching the filter are looked up first (a small table), and the
+    figures are then filtered on their own ``period_id``: no join, and the
+    matching quarters are known, so a page sorted by date can be merged from one
+    index scan per quarter (:meth:`MonitoringEntryView.page_keys`).
+    """
+
+    def __init__(self, period_column: Any, name: str) -> None:
+        super().__init__(MonitoringEntry.period_id, name)  # type: ignore[call-arg]
+        self.period_column = period_column
+
+    def get_column(self, alias: Any) -> Any:
+        return self.period_column
+
+    def apply(self, query: Any, value: Any, alias: Any = None) -> Any:
+        matching = super().apply(select(ReportingPeriod.id), value)  # type: ignore[misc]
+        ids = set(db.session.scalars(matching))
+        # Several filters on quarters: the figures must match all of them.
+        known = g.get("kim_period_ids")
+        g.kim_period_ids = ids if known is None else known & ids
+        clause = MonitoringEntry.period_id.in_(sorted(ids))
+        g.kim_period_clauses = [*g.get("kim_period_clauses", []), clause]
+        return query.filter(clause)
+
+
+def _period_filters(column: Any, name: str) -> list[Any]:
+    """The operations Flask-Admin offers on an integer column, on a quarter's column."""
+    kinds = (
+        sqla_filters.IntEqualFilter,
+        sqla_filters.IntNotEqualFilter,
+        sqla_filters.IntGreaterFilter,
+        sqla_filters.IntSmallerFilter,
+        sqla_filters.IntInListFilter,
+        sqla_filters.IntNotInListFilter,
+    )
+    return [
+        type(f"Period{kind.__name__}", (_PeriodFilter, kind), {})(column, name) for kind in kinds
+    ]
+
+
 class MonitoringEntryView(SecureModelView):
     """Every reported figure, one row each (entry happens on the data-entry form)."""
 
@@ -65,8 +123,8 @@ class MonitoringEntryView(SecureModelView):
     column_searchable_list = ["comment"]
     column_filters = [
         "municipality.name",
-        "period.year",
-        "period.quarter",
+        *_period_filters(ReportingPeriod.year, "Jahr"),
+        *_period_filters(ReportingPeriod.quarter, "Quartal (1–4)"),
         "indicator.code",
         "target_group.name",
     ]
@@ -104,6 +162,84 @@ class MonitoringEntryView(SecureModelView):
     # to its quarter's entry page.
     column_formatters = {"period": _entry_link}
     column_formatters_export = {"period": _period_text}
+
+    def get_list(self, *args: Any, **kwargs: Any) -> Any:
+        g.pop("kim_period_ids", None)  # set again by this list's quarter filters
+        g.pop("kim_period_clauses", None)
+        return super().get_list(*args, **kwargs)
+
+    def page_keys(
+        self, query: Any, sort_column: Any, sort_desc: bool, offset: int, size: int
+    ) -> Any:
+        """With a filter on quarters and the page sorted by date: one index scan per quarter.
+
+        A quarter's figures all carry that quarter's dates, so the database, walking
+        the date index from the newest end and expecting a year's figures spread over
+        it, reads every later figure before the first match (measured: 2.3 s at a
+        million figures for "Jahr gleich"). Merged from the index on
+        ``(period_id, updated_at, id)`` of each matching quarter, the page reads
+        the page's rows and those before it, per quarter.
+        """
+        ids = g.get("kim_period_ids")
+        if sort_column not in (None, "updated_at") or ids is None:
+            return super().page_keys(query, sort_column, sort_desc, offset, size)
+        if not ids:
+            return []
+        descending = sort_desc if sort_column is not None else True
+        if (
+            len(ids) == 1
+            or len(ids) * (offset + size) > MERGED_ROWS
+            or _walk_finds_early(ids, descending)
+        ):
+            return super().page_keys(query, sort_column, sort_desc, offset, size)
+
+        def ordered(*columns: Any) -> list[Any]:
+            return [c.desc() if descending else c.asc() for c in columns]
+
+        # Each branch names its one quarter; the filter's list of quarters goes (it
+        # would lead the database to the index on period_id alone, in no useful order).
+        marked = g.get("kim_period_clauses", [])
+        base = replacement_traverse(
+            query.limit(None)
+            .offset(None)
+            .order_by(None)
+            .with_entities(MonitoringEntry.id, MonitoringEntry.updated_at)
+            .statement,
+            {},
+            lambda element: true() if any(element is c for c in marked) else None,
+        )
+        # Each quarter's first rows in the sort's order, read from its index (a
+        # subquery each: the parts of a compound SELECT cannot be sorted), then the
+        # page from all of them.
+        branches = []
+        for period_id in sorted(ids):
+            part = (
+                base.where(MonitoringEntry.period_id == period_id)
+                .order_by(*ordered(MonitoringEntry.updated_at, MonitoringEntry.id))
+                .limit(offset + size)
+                .subquery()
+            )
+            branches.append(select(part.c.id, part.c.updated_at))
+        merged = union_all(*branches).subquery()
+        return db.session.execute(
+            select(merged.c.id)
+            .order_by(*ordered(merged.c.updated_at, merged.c.id))
+            .limit(size)
+            .offset(offset)
+        )
+
+
+def _walk_finds_early(ids: set[int], descending: bool) -> bool:
+    """Whether the date index, walked from the end the sort starts at, meets a
+    matching figure at once: when the newest (oldest) quarter is among ``ids``."""
+    key = (ReportingPeriod.year, ReportingPeriod.quarter)
+    end = db.session.scalar(
+        select(ReportingPeriod.id)
+        .where(exists().where(MonitoringEntry.period_id == ReportingPeriod.id))
+        .order_by(*(c.desc() if descending else c.asc() for c in key))
+        .limit(1)
+    )
+    return end in ids
 
 
 class SubmissionView(SecureModelView):
