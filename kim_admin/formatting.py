@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -59,7 +59,25 @@ def de_number(value: int | float | Decimal | None, places: int | None = None) ->
     """
     if value is None:
         return ""
-    return _number_pattern(places).apply(value, _german())
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return _number_pattern(places).apply(value, _german())
+    # The same digits as Babel's pattern (a float read as its shortest decimal, halves
+    # rounded to even), formatted by Python and given German separators: Babel's
+    # ``apply`` takes about 50 µs a number, which a start page of 2,000 numbers feels.
+    number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    if not number.is_finite():
+        return _number_pattern(places).apply(value, _german())
+    if places is None:  # the locale's own "#,##0.###": up to three decimals
+        text = f"{number.quantize(_THOUSANDTH, ROUND_HALF_EVEN):,f}"
+        if "." in text:
+            text = text.rstrip("0").rstrip(".")
+    else:
+        text = f"{number.quantize(Decimal(1).scaleb(-places), ROUND_HALF_EVEN):,f}"
+    return text.translate(_GERMAN_SEPARATORS)
+
+
+_THOUSANDTH = Decimal("0.001")
+_GERMAN_SEPARATORS = str.maketrans({",": ".", ".": ","})
 
 
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(\.\d{3})+$")
