@@ -31,13 +31,25 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     # and the models import this package's extensions.
     from views import init_admin
 
-    from . import accessibility, audit, auth, cli, errors, formatting, health, operations, security
+    from . import (
+        accessibility,
+        audit,
+        auth,
+        caching,
+        cli,
+        errors,
+        formatting,
+        health,
+        operations,
+        security,
+    )
     from .monitoring import totals
 
     operations.init_app(app)
     login_manager.init_app(app)
     audit.init_app(app)
     totals.init_app(app)
+    caching.init_app(app)
     security.init_app(app)
     errors.init_app(app)
     auth.init_app(app)

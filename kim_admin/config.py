@@ -160,6 +160,13 @@ class Config:
     KIM_NOTIFY_CLAIM_MINUTES = 10
     # A list export with more rows than this runs as a job (0: always in the request).
     KIM_JOBS_EXPORT_ROWS = 100_000
+    # Kreis-wide aggregates of the start page (charts and case figures of every
+    # municipality) are shared for this many seconds (0: computed on every request);
+    # the page says how old they are. Municipal staff always see their own at once.
+    KIM_CACHE_SECONDS = 60
+    # Where they are kept: a Redis shared by every worker (e.g. redis://127.0.0.1:6379/2);
+    # None takes KIM_JOBS_URL if set, else each process keeps its own.
+    KIM_CACHE_URL: str | None = None
 
 
 #: Secrets that may also come from a file named by ``<NAME>_FILE`` (Docker secrets,
@@ -170,6 +177,7 @@ SECRET_VARIABLES = (
     "KIM_DATABASE_PASSWORD",
     "KIM_RATELIMIT_STORAGE_URL",
     "KIM_JOBS_URL",
+    "KIM_CACHE_URL",
     "KIM_OIDC_CLIENT_ID",
     "KIM_OIDC_CLIENT_SECRET",
     "KIM_SMTP_PASSWORD",
@@ -211,9 +219,11 @@ def load_environment(app: Flask) -> None:
         app.config["SQLALCHEMY_DATABASE_URI"] = url
     if env.get("KIM_RATELIMIT_STORAGE_URL"):
         app.config["RATELIMIT_STORAGE_URI"] = env["KIM_RATELIMIT_STORAGE_URL"]
-    for name in ("KIM_JOBS_URL", "KIM_JOBS_QUEUE"):
+    for name in ("KIM_JOBS_URL", "KIM_JOBS_QUEUE", "KIM_CACHE_URL"):
         if env.get(name):
             app.config[name] = env[name]
+    if env.get("KIM_CACHE_SECONDS"):
+        app.config["KIM_CACHE_SECONDS"] = int(env["KIM_CACHE_SECONDS"])
     if env.get("KIM_RATELIMIT_KEY_PREFIX"):
         app.config["RATELIMIT_KEY_PREFIX"] = env["KIM_RATELIMIT_KEY_PREFIX"]
     if env.get("KIM_SECRET_KEY"):

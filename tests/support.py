@@ -22,6 +22,8 @@ TEST_CONFIG: dict[str, Any] = {
     "TESTING": True,
     "SECRET_KEY": "test-secret",
     "KIM_PASSWORD_HASH_METHOD": FAST_HASH,
+    # Pages show what the test just wrote; tests/test_caching.py switches sharing on.
+    "KIM_CACHE_SECONDS": 0,
 }
 
 

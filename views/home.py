@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import flash, jsonify, redirect, request, url_for
+from flask import current_app, flash, jsonify, redirect, request, url_for
 from flask_admin import AdminIndexView, expose
 from flask_login import current_user, login_user
 from flask_wtf import FlaskForm
@@ -10,11 +10,12 @@ from sqlalchemy import func, literal_column, select
 from wtforms import PasswordField, SubmitField
 from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
-from kim_admin import audit, dashboard, sessions
+from kim_admin import audit, caching, dashboard, sessions
 from kim_admin.accounts import PASSWORD_MIN_LENGTH, AccountError, check_password_rules
 from kim_admin.auth import count_failed_password, password_attempts_exhausted
 from kim_admin.extensions import db
-from kim_admin.permissions import READ, apply_scope, can, role_label
+from kim_admin.formatting import local_time
+from kim_admin.permissions import READ, apply_scope, can, is_scoped, role_label
 from models import MonitoringEntry, Municipality, Partner, Post, Room
 
 from .base import AccessMixin, CappedCount, SecureModelView, SecureView
@@ -50,7 +51,7 @@ class HomeView(AccessMixin, AdminIndexView):
         period = dashboard.current_period()
         statuses = dashboard.submission_status(current_user, period)
         selected = _selected_towns()
-        charts = dashboard.chart_data(current_user, selected=selected)
+        charts = _charts(selected)
         return self.render(
             "kim/home.html",
             counts=counts,
@@ -61,7 +62,12 @@ class HomeView(AccessMixin, AdminIndexView):
             open_count=sum(1 for s in statuses if s.open),
             overdue_count=sum(1 for s in statuses if s.overdue),
             fte=dashboard.fte_by_baustein(current_user),
-            cases=dashboard.case_figures(current_user, dashboard.recent_periods(period, 3)),
+            cases=caching.kreis_wide(
+                "cases",
+                current_user,
+                lambda: dashboard.case_figures(current_user, dashboard.recent_periods(period, 3)),
+                period.id if period else None,
+            )[0],
             charts=charts,
             # The picker offers the user's towns when the charts cannot show them all.
             towns=dashboard.towns_of(current_user) if charts["mode"] != "all" else [],
@@ -72,7 +78,22 @@ class HomeView(AccessMixin, AdminIndexView):
     @expose("/dashboard.json")
     def chart_data(self):
         """The chart series of the start page, in the user's scope."""
-        return jsonify(dashboard.chart_data(current_user, selected=_selected_towns()))
+        return jsonify(_charts(_selected_towns()))
+
+
+def _charts(selected: list[int]) -> dict:
+    """The chart series, shared among the users who see every municipality (see
+    :mod:`kim_admin.caching`), with the time they were computed for those."""
+    charts, computed = caching.kreis_wide(
+        "charts",
+        current_user,
+        lambda: dashboard.chart_data(current_user, selected=selected),
+        *selected,
+    )
+    shared = current_app.config.get("KIM_CACHE_SECONDS") and not is_scoped(
+        current_user, "monitoring_entry"
+    )
+    return {**charts, "as_of": local_time(computed).strftime("%H:%M:%S") if shared else None}
 
 
 def _selected_towns() -> list[int]:
