@@ -30,7 +30,12 @@ def de_datetime(value: datetime | None) -> str:
 def time_zone() -> ZoneInfo:
     """The Kreis' time zone (``BABEL_DEFAULT_TIMEZONE``, Europe/Berlin)."""
     name = current_app.config.get("BABEL_DEFAULT_TIMEZONE") if has_app_context() else None
-    return ZoneInfo(name or "Europe/Berlin")
+    return _zone(name or "Europe/Berlin")
+
+
+@lru_cache(maxsize=4)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
 
 
 def local_time(value: datetime) -> datetime:

@@ -17,6 +17,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from kim_admin import audit
 from kim_admin.extensions import db
@@ -394,10 +395,14 @@ def submissions_by_cell(
 ) -> dict[tuple[int, int], Submission]:
     """Submissions of the given quarters and municipalities, by (municipality, period)."""
     rows = db.session.scalars(
-        select(Submission).where(
+        select(Submission)
+        .where(
             Submission.period_id.in_(list(period_ids)),
             Submission.municipality_id.in_(list(municipality_ids)),
         )
+        # Each cell asks for its quarter's deadline: loaded with the rows, not one
+        # lazy load per cell (3,000 cells at 396 towns).
+        .options(selectinload(Submission.period))
     )
     return {(s.municipality_id, s.period_id): s for s in rows}
 
