@@ -27,6 +27,7 @@ from .post import (
     Post,
     post_target_group,
 )
+from .publication import PublishedYear
 from .reporting import SUBMISSION_STATUSES, VALUE_MAX, MonitoringEntry, ReportingPeriod, Submission
 from .room import ROOM_KINDS, Room
 from .steering import (
@@ -93,6 +94,7 @@ __all__ = [
     "Post",
     "PostFunding",
     "PostVacancy",
+    "PublishedYear",
     "ReportDocument",
     "ReportText",
     "ReportingPeriod",
