@@ -72,6 +72,10 @@ class Table:
     #: hidden there. Their state is a fact: :func:`protect` counts them in the audit
     #: but never hides or shows one of them anew.
     fixed: dict[Hashable, bool] = field(default_factory=dict)
+    #: Hidden cells of an earlier publication that its own audit found protected, and
+    #: the indexes of that publication's equations here (see :meth:`include`).
+    audited: set[Hashable] = field(default_factory=set)
+    audited_equations: set[int] = field(default_factory=set)
 
     def line(self, cells: Iterable[Hashable], total: Hashable) -> None:
         """The cells add up to the total."""
@@ -91,17 +95,27 @@ class Table:
         if kept:
             self.equations.append((kept, constant))
 
-    def include(self, other: Table, wrap: Any, hidden: Iterable[Hashable]) -> None:
+    def include(
+        self,
+        other: Table,
+        wrap: Any,
+        hidden: Iterable[Hashable],
+        protected: Iterable[Hashable] = (),
+    ) -> None:
         """Add an earlier published table as fixed cells, its keys as ``wrap(key)``.
 
-        ``hidden`` are the keys (of ``other``) that its publication hid.
+        ``hidden`` are the keys (of ``other``) that its publication hid, ``protected``
+        those of them its publication's audit found wide enough, with ``other``'s
+        equations and more (see :func:`protect` for what that saves).
         """
         hidden = set(hidden)
         for key, value in other.values.items():
             self.values[wrap(key)] = value
             self.fixed[wrap(key)] = key in hidden
         self.totals.update(wrap(k) for k in other.totals)
+        self.audited.update(wrap(k) for k in hidden.intersection(protected))
         for coefficients, constant in other.equations:
+            self.audited_equations.add(len(self.equations))
             self.equations.append(({wrap(k): c for k, c in coefficients.items()}, constant))
 
     def holds(self, coefficients: Mapping[Hashable, float], constant: float = 0.0) -> bool:
@@ -154,22 +168,43 @@ def audit(
     hidden: Iterable[Hashable],
     width: float | None = None,
     cells: Iterable[Hashable] | None = None,
+    trust_earlier: bool = False,
 ) -> dict[Hashable, Interval]:
     """The interval a reader can work out for each hidden cell (see the module doc).
 
     With ``width``, a cell's linear programs are skipped once feasible values at
     least ``width`` apart are known (from the solutions found for other cells);
     its interval is then marked not exact. ``cells`` restricts the work to these
-    hidden cells (the others are left out of the answer).
+    hidden cells (the others are left out of the answer). With ``trust_earlier``,
+    parts of the system that an earlier publication's audit already covered are
+    left out of the answer (see :func:`_audited_before`).
     """
     hidden = {k for k in hidden if table.values.get(k) is not None}
     result: dict[Hashable, Interval] = {}
     wanted = hidden if cells is None else hidden.intersection(cells)
     for variables, rows in _components(table, hidden):
         targets = [k for k in variables if k in wanted]
+        if trust_earlier and _audited_before(table, variables, rows):
+            continue
         if targets:
             result.update(_solve(table, variables, rows, width, targets))
     return result
+
+
+def _audited_before(table: Table, variables: list, rows: list) -> bool:
+    """Whether a part of the system was audited when the earlier year was published.
+
+    True when its hidden cells are all cells of the earlier publication that its
+    audit found protected (:attr:`Table.audited`) and each of its equations is one
+    of that publication's own (:attr:`Table.audited_equations`): no cell of this
+    year and no equation linking the years touches it. Every equation holding one
+    of these cells is in the part, the shown values are the published ones, and
+    that audit had the same equations over the same hidden cells, and perhaps more
+    (its own previous year): what a reader can work out here is at most what they
+    could then, and every interval was at least the width then.
+    """
+    audited, earlier = table.audited, table.audited_equations
+    return all(k in audited for k in variables) and all(row[2] in earlier for row in rows)
 
 
 def protect(
@@ -238,7 +273,10 @@ def protect(
                         todo.append(k)
         return sorted(seen)
 
-    intervals = audit(table, hidden, width)
+    # Parts made of an earlier publication's protected cells and its own equations
+    # alone were audited when it was published: left out (not in ``intervals``).
+    # Only this table's cells are hidden anew, so such a part stays as it is.
+    intervals = audit(table, hidden, width, trust_earlier=True)
     rounds = 0
     while True:
         rounds += 1

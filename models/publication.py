@@ -52,6 +52,8 @@ class PublishedYear(db.Model):
     totals: Mapped[list[Any]] = mapped_column(JSON)
     #: Keys of the cells the publication hid.
     hidden: Mapped[list[Any]] = mapped_column(JSON)
+    #: Keys of hidden cells its audit left narrower than the width (nothing left to hide).
+    unprotected: Mapped[list[Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
 

@@ -134,9 +134,7 @@ def test_a_publication_is_stored_once_and_read_as_published(
         assert _stored_years() == [2024, 2025]
 
 
-def test_stored_and_recomputed_previous_year_hide_the_same(
-    app, two_years, accounts, protect_calls
-):
+def test_stored_and_recomputed_previous_year_hide_the_same(app, two_years, accounts, protect_calls):
     with app.app_context():
         recomputed = _data(two_years["periods"][2025], accounts.steering)
         hidden = recomputed.hidden_cells()
@@ -185,7 +183,7 @@ def test_dump_and_load_give_the_table_back():
     table.values[("N", 1, 4)] = 4
     table.line([("K", 1, 2), ("N", 1, 4)], ("KT", 2))
     table.equation({("Z", 9, 2): 1.0, ("K", 1, 2): -2.0}, -6.0)
-    published = publication.Published(table, {("K", 1, 2), ("N", 1, 4)}, 9)
+    published = publication.Published(table, {("K", 1, 2), ("N", 1, 4)}, 9, {("N", 1, 4)})
     columns = json.loads(json.dumps(publication.dump(published)))
     assert columns == publication.dump(published) | {
         "cells": [[["K", 1, 2], 3], [["KT", 2], 7.5], [["Z", 9, 2], None], [["N", 1, 4], 4]]
@@ -196,4 +194,5 @@ def test_dump_and_load_give_the_table_back():
     assert back.table.equations == table.equations
     assert back.table.totals == table.totals
     assert back.hidden == published.hidden
+    assert back.unprotected == {("N", 1, 4)}
     assert back.series_key(type("I", (), {"kind": "flow", "id": 2})()) == ("Z", 9, 2)

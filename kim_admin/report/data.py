@@ -425,7 +425,10 @@ class ReportData:
     def own_publication(self) -> publication.Published:
         """This year's own published table and what its protection hid."""
         self.publication_table()
-        return publication.Published(self._own, self.protection().hidden, self.last.id)
+        protection = self.protection()
+        return publication.Published(
+            self._own, protection.hidden, self.last.id, protection.unprotected
+        )
 
     def publication_table(self) -> suppression.Table:
         """The published counts and their equations, with the previous year's workbook.

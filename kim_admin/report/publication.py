@@ -44,7 +44,7 @@ from __future__ import annotations
 import ast
 import logging
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -90,11 +90,13 @@ YEARS_BACK = 4
 @dataclass
 class Published:
     """A year's published workbook: its own table (without its previous year), the
-    cells it hid, and the id of its last quarter (for :meth:`series_key`)."""
+    cells it hid, the id of its last quarter (for :meth:`series_key`), and the hidden
+    cells its audit left narrower than the width (nothing was left to hide)."""
 
     table: suppression.Table
     hidden: set[Hashable]
     last_period_id: int
+    unprotected: set[Hashable] = field(default_factory=set)
 
     def series_key(self, indicator: Any) -> tuple:
         """Key of the Zeitreihe's last quarter (see ``ReportData.series_key``)."""
@@ -317,7 +319,9 @@ def link_previous(
     ``earlier`` is the previous year's publication (same municipalities and data
     basis), stored or recomputed.
     """
-    table.include(earlier.table, previous, earlier.hidden)
+    table.include(
+        earlier.table, previous, earlier.hidden, protected=earlier.hidden - earlier.unprotected
+    )
     counts = {i.code: i for i in data.indicators if not i.decimal_places}
 
     def add(equation: dict) -> None:
@@ -417,6 +421,7 @@ def dump(published: Published) -> dict[str, Any]:
         ],
         "totals": keys(table.totals),
         "hidden": keys(published.hidden),
+        "unprotected": keys(published.unprotected),
     }
 
 
@@ -430,7 +435,12 @@ def load(columns: Any, last_period_id: int) -> Published:
         for coefficients, constant in columns["equations"]
     ]
     table.totals = {_tuple(key) for key in columns["totals"]}
-    return Published(table, {_tuple(key) for key in columns["hidden"]}, last_period_id)
+    return Published(
+        table,
+        {_tuple(key) for key in columns["hidden"]},
+        last_period_id,
+        {_tuple(key) for key in columns["unprotected"]},
+    )
 
 
 def stored(year: int, threshold: int, width: int, town_ids: Iterable[int]) -> Published | None:
@@ -442,6 +452,7 @@ def stored(year: int, threshold: int, width: int, town_ids: Iterable[int]) -> Pu
             PublishedYear.equations,
             PublishedYear.totals,
             PublishedYear.hidden,
+            PublishedYear.unprotected,
         ).where(
             PublishedYear.year == year,
             PublishedYear.threshold == threshold,

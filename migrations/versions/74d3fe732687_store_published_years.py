@@ -31,6 +31,7 @@ def upgrade():
     sa.Column('equations', sa.JSON(), nullable=False),
     sa.Column('totals', sa.JSON(), nullable=False),
     sa.Column('hidden', sa.JSON(), nullable=False),
+    sa.Column('unprotected', sa.JSON(), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('created_by_id', sa.Integer(), nullable=True),
     sa.CheckConstraint('threshold >= 1', name=op.f('ck_published_year_threshold_positive')),
