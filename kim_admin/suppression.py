@@ -225,7 +225,10 @@ def protect(
 
     Cells of an earlier publication (:attr:`Table.fixed`) keep their state: the
     hidden ones must stay protected too, but only this table's cells can be hidden
-    to protect them. The result names this table's cells only (and ``earlier``).
+    to protect them. A part of the system made only of that publication's protected
+    cells and its own equations was audited when it was published and is not
+    audited again (:func:`_audited_before`; its cells have no entry in
+    ``intervals``). The result names this table's cells only (and ``earlier``).
     """
     width = threshold if width is None else width
     order = {key: n for n, key in enumerate(table.values)}

@@ -196,3 +196,11 @@ def test_dump_and_load_give_the_table_back():
     assert back.hidden == published.hidden
     assert back.unprotected == {("N", 1, 4)}
     assert back.series_key(type("I", (), {"kind": "flow", "id": 2})()) == ("Z", 9, 2)
+
+
+def test_a_year_that_has_not_ended_is_not_stored(app, two_years, accounts, monkeypatch):
+    """Its figures may still come in: a publication of it would not be the year's."""
+    monkeypatch.setattr("kim_admin.monitoring.periods.has_ended", lambda period: False)
+    with app.app_context():
+        assert _data(two_years["periods"][2025], accounts.steering).protection() is not None
+        assert _stored_years() == []
