@@ -216,6 +216,7 @@ OBJECT_LABELS = {
     "partner_target_group": "Partner–Zielgruppe",
     "post": "Stelle",
     "post_target_group": "Stelle–Zielgruppe",
+    "published_year": "Veröffentlichtes Jahr",
     "reporting_period": "Meldezeitraum",
     "report": "Evaluationsbericht",
     "room": "Raum",

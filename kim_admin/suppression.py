@@ -72,6 +72,10 @@ class Table:
     #: hidden there. Their state is a fact: :func:`protect` counts them in the audit
     #: but never hides or shows one of them anew.
     fixed: dict[Hashable, bool] = field(default_factory=dict)
+    #: Hidden cells of an earlier publication that its own audit found protected, and
+    #: the indexes of that publication's equations here (see :meth:`include`).
+    audited: set[Hashable] = field(default_factory=set)
+    audited_equations: set[int] = field(default_factory=set)
 
     def line(self, cells: Iterable[Hashable], total: Hashable) -> None:
         """The cells add up to the total."""
@@ -91,17 +95,27 @@ class Table:
         if kept:
             self.equations.append((kept, constant))
 
-    def include(self, other: Table, wrap: Any, hidden: Iterable[Hashable]) -> None:
+    def include(
+        self,
+        other: Table,
+        wrap: Any,
+        hidden: Iterable[Hashable],
+        protected: Iterable[Hashable] = (),
+    ) -> None:
         """Add an earlier published table as fixed cells, its keys as ``wrap(key)``.
 
-        ``hidden`` are the keys (of ``other``) that its publication hid.
+        ``hidden`` are the keys (of ``other``) that its publication hid, ``protected``
+        those of them its publication's audit found wide enough, with ``other``'s
+        equations and more (see :func:`protect` for what that saves).
         """
         hidden = set(hidden)
         for key, value in other.values.items():
             self.values[wrap(key)] = value
             self.fixed[wrap(key)] = key in hidden
         self.totals.update(wrap(k) for k in other.totals)
+        self.audited.update(wrap(k) for k in hidden.intersection(protected))
         for coefficients, constant in other.equations:
+            self.audited_equations.add(len(self.equations))
             self.equations.append(({wrap(k): c for k, c in coefficients.items()}, constant))
 
     def holds(self, coefficients: Mapping[Hashable, float], constant: float = 0.0) -> bool:
@@ -154,22 +168,43 @@ def audit(
     hidden: Iterable[Hashable],
     width: float | None = None,
     cells: Iterable[Hashable] | None = None,
+    trust_earlier: bool = False,
 ) -> dict[Hashable, Interval]:
     """The interval a reader can work out for each hidden cell (see the module doc).
 
     With ``width``, a cell's linear programs are skipped once feasible values at
     least ``width`` apart are known (from the solutions found for other cells);
     its interval is then marked not exact. ``cells`` restricts the work to these
-    hidden cells (the others are left out of the answer).
+    hidden cells (the others are left out of the answer). With ``trust_earlier``,
+    parts of the system that an earlier publication's audit already covered are
+    left out of the answer (see :func:`_audited_before`).
     """
     hidden = {k for k in hidden if table.values.get(k) is not None}
     result: dict[Hashable, Interval] = {}
     wanted = hidden if cells is None else hidden.intersection(cells)
     for variables, rows in _components(table, hidden):
         targets = [k for k in variables if k in wanted]
+        if trust_earlier and _audited_before(table, variables, rows):
+            continue
         if targets:
             result.update(_solve(table, variables, rows, width, targets))
     return result
+
+
+def _audited_before(table: Table, variables: list, rows: list) -> bool:
+    """Whether a part of the system was audited when the earlier year was published.
+
+    True when its hidden cells are all cells of the earlier publication that its
+    audit found protected (:attr:`Table.audited`) and each of its equations is one
+    of that publication's own (:attr:`Table.audited_equations`): no cell of this
+    year and no equation linking the years touches it. Every equation holding one
+    of these cells is in the part, the shown values are the published ones, and
+    that audit had the same equations over the same hidden cells, and perhaps more
+    (its own previous year): what a reader can work out here is at most what they
+    could then, and every interval was at least the width then.
+    """
+    audited, earlier = table.audited, table.audited_equations
+    return all(k in audited for k in variables) and all(row[2] in earlier for row in rows)
 
 
 def protect(
@@ -190,7 +225,10 @@ def protect(
 
     Cells of an earlier publication (:attr:`Table.fixed`) keep their state: the
     hidden ones must stay protected too, but only this table's cells can be hidden
-    to protect them. The result names this table's cells only (and ``earlier``).
+    to protect them. A part of the system made only of that publication's protected
+    cells and its own equations was audited when it was published and is not
+    audited again (:func:`_audited_before`; its cells have no entry in
+    ``intervals``). The result names this table's cells only (and ``earlier``).
     """
     width = threshold if width is None else width
     order = {key: n for n, key in enumerate(table.values)}
@@ -238,7 +276,10 @@ def protect(
                         todo.append(k)
         return sorted(seen)
 
-    intervals = audit(table, hidden, width)
+    # Parts made of an earlier publication's protected cells and its own equations
+    # alone were audited when it was published: left out (not in ``intervals``).
+    # Only this table's cells are hidden anew, so such a part stays as it is.
+    intervals = audit(table, hidden, width, trust_earlier=True)
     rounds = 0
     while True:
         rounds += 1
@@ -340,7 +381,6 @@ def _components(table: Table, hidden: set[Hashable]) -> list[tuple[list, list]]:
 def _solve(table: Table, variables: list, rows: list, width: float | None, targets: list) -> dict:
     """Smallest and largest value of each target of one part (two LPs each)."""
     import numpy as np
-    from scipy.optimize import linprog
     from scipy.sparse import csr_array
 
     if not rows:
@@ -354,8 +394,7 @@ def _solve(table: Table, variables: list, rows: list, width: float | None, targe
         pointers.append(len(cols))
         constants.append(constant)
     matrix = csr_array((data, cols, pointers), shape=(len(rows), len(variables)))
-    rhs = np.array(constants)
-    bounds = (1.0, None)
+    program = _program(matrix, np.array(constants))
     # Feasible values seen so far, per variable (the true values are feasible).
     true = np.array([float(table.values[k]) for k in variables])
     seen_low, seen_high = true.copy(), true.copy()
@@ -368,8 +407,7 @@ def _solve(table: Table, variables: list, rows: list, width: float | None, targe
         return solution.status == 0
 
     def lp(objective: Any, upper: Any = None) -> Any:
-        limits = bounds if upper is None else list(zip(np.ones(len(variables)), upper, strict=True))
-        return linprog(objective, A_eq=matrix, b_eq=rhs, bounds=limits, method="highs")
+        return program.solve(objective, upper)
 
     def spread(n: int) -> tuple[int, int]:
         return math.ceil(seen_low[n] - EPSILON), math.floor(seen_high[n] + EPSILON)
@@ -463,4 +501,117 @@ def _binding(rows: list, solution: Any) -> frozenset[int]:
 
     if solution.status != 0:
         return frozenset()
-    return frozenset(rows[r][2] for r in np.flatnonzero(np.abs(solution.eqlin.marginals) > EPSILON))
+    return frozenset(rows[r][2] for r in np.flatnonzero(np.abs(solution.marginals) > EPSILON))
+
+
+@dataclass
+class _Solution:
+    """What the audit reads of a solved program (SciPy's status codes: 0 optimal,
+    2 infeasible, 3 unbounded, 4 anything else)."""
+
+    status: int
+    message: str = ""
+    x: Any = None
+    fun: float = math.nan
+    #: The duals of the equations.
+    marginals: Any = None
+
+
+def _program(matrix: Any, rhs: Any) -> Any:
+    """The programs of one part: ``matrix @ x = rhs``, ``x ≥ 1``, objectives to come."""
+    try:
+        return _Highs(matrix, rhs)
+    except ImportError:  # pragma: no cover (SciPy without its HiGHS bindings' module)
+        return _Linprog(matrix, rhs)
+
+
+class _Highs:
+    """One HiGHS instance per part, solved again for every objective.
+
+    Each of a part's programs differs from the last only in its objective (and the
+    spread programs' upper bounds), so HiGHS starts from the last optimal basis
+    instead of from scratch, and the model is handed over once, not per program
+    (measured on the synthetic NRW-scale report, ``python -m bench.run case audit
+    396 0``: 24.8 s CPU with a fresh ``scipy.optimize.linprog`` per program, 4.4 s
+    so, with the same cells hidden).
+    The bindings are SciPy's own (``scipy.optimize._highspy``, what ``linprog``
+    calls; SciPy is pinned), else :class:`_Linprog` does the same, slower.
+    """
+
+    def __init__(self, matrix: Any, rhs: Any) -> None:
+        import numpy as np
+        from scipy.optimize._highspy import _core
+
+        self._core = _core
+        columns = matrix.tocsc()
+        columns.sort_indices()
+        size = columns.shape[1]
+        self.size = size
+        lp = _core.HighsLp()
+        lp.num_col_ = size
+        lp.num_row_ = columns.shape[0]
+        lp.a_matrix_.num_col_ = size
+        lp.a_matrix_.num_row_ = columns.shape[0]
+        lp.a_matrix_.format_ = _core.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = columns.indptr.astype(np.int32)
+        lp.a_matrix_.index_ = columns.indices.astype(np.int32)
+        lp.a_matrix_.value_ = columns.data.astype(np.float64)
+        lp.col_cost_ = np.zeros(size)
+        lp.col_lower_ = np.ones(size)
+        lp.col_upper_ = np.full(size, _core.kHighsInf)
+        lp.row_lower_ = np.asarray(rhs, dtype=np.float64)
+        lp.row_upper_ = np.asarray(rhs, dtype=np.float64)
+        self.highs = _core._Highs()
+        self.highs.setOptionValue("output_flag", False)
+        if self.highs.passModel(lp) == _core.HighsStatus.kError:
+            raise RuntimeError("disclosure audit: HiGHS refused a program")
+        self.columns = np.arange(size, dtype=np.int32)
+        self.ones = np.ones(size)
+        self.limited = False
+
+    def solve(self, objective: Any, upper: Any = None) -> _Solution:
+        """Minimise ``objective @ x``, with ``x ≤ upper`` if given."""
+        import numpy as np
+
+        core, highs = self._core, self.highs
+        if upper is not None or self.limited:
+            limit = np.full(self.size, core.kHighsInf) if upper is None else upper
+            highs.changeColsBounds(self.size, self.columns, self.ones, limit.astype(np.float64))
+            self.limited = upper is not None
+        highs.changeColsCost(self.size, self.columns, np.asarray(objective, dtype=np.float64))
+        if highs.run() == core.HighsStatus.kError:
+            return _Solution(4, "HiGHS failed")
+        status = highs.getModelStatus()
+        if status == core.HighsModelStatus.kOptimal:
+            solution = highs.getSolution()
+            return _Solution(
+                0,
+                x=np.array(solution.col_value),
+                fun=highs.getObjectiveValue(),
+                marginals=np.array(solution.row_dual),
+            )
+        unbounded = (core.HighsModelStatus.kUnbounded, core.HighsModelStatus.kUnboundedOrInfeasible)
+        if status in unbounded:
+            # The true values are feasible: "unbounded or infeasible" is unbounded.
+            return _Solution(3, "unbounded")
+        if status == core.HighsModelStatus.kInfeasible:
+            return _Solution(2, "infeasible")
+        return _Solution(4, highs.modelStatusToString(status))
+
+
+class _Linprog:
+    """The same programs through ``scipy.optimize.linprog``, each solved from scratch."""
+
+    def __init__(self, matrix: Any, rhs: Any) -> None:
+        self.matrix, self.rhs = matrix, rhs
+
+    def solve(self, objective: Any, upper: Any = None) -> _Solution:
+        import numpy as np
+        from scipy.optimize import linprog
+
+        ones = np.ones(self.matrix.shape[1])
+        bounds = (1.0, None) if upper is None else list(zip(ones, upper, strict=True))
+        found = linprog(objective, A_eq=self.matrix, b_eq=self.rhs, bounds=bounds, method="highs")
+        if found.status != 0:
+            return _Solution(found.status, found.message)
+        return _Solution(0, x=found.x, fun=found.fun, marginals=found.eqlin.marginals)

@@ -27,6 +27,7 @@ from .post import (
     Post,
     post_target_group,
 )
+from .publication import PublishedYear
 from .reporting import (
     SUBMISSION_STATUSES,
     VALUE_MAX,
@@ -101,6 +102,7 @@ __all__ = [
     "Post",
     "PostFunding",
     "PostVacancy",
+    "PublishedYear",
     "ReportDocument",
     "ReportText",
     "ReportingPeriod",

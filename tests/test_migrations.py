@@ -47,3 +47,15 @@ def test_downgrade_to_empty(empty_app):
     upgrade()
     downgrade(revision="base")
     assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
+
+
+def test_published_year_migration_up_and_down(empty_app):
+    """The stored publications come and go with their revision, the revisions before stay."""
+    upgrade(revision="5e7b1c0d4a18")
+    assert "published_year" not in inspect(db.engine).get_table_names()
+    upgrade(revision="74d3fe732687")
+    unique = inspect(db.engine).get_unique_constraints("published_year")
+    assert [c["column_names"] for c in unique] == [["year", "threshold", "width"]]
+    downgrade(revision="5e7b1c0d4a18")
+    tables = inspect(db.engine).get_table_names()
+    assert "published_year" not in tables and "report_document" in tables

@@ -826,3 +826,39 @@ def test_a_need_outside_the_publication_is_not_published(app, small_world, as_st
     assert [r[column] for r in rows] == [suppression.SUPPRESSED]
     internal = _sheet_of(as_steering.get("/needs_assessment/export/xlsx/"))
     assert [r[column] for r in internal.iter_rows(values_only=True) if "Brilon" in r] == [40]
+
+
+def _earlier_and_now(protected):
+    """An earlier table (two lines, all their cells hidden) included in this year's,
+    one earlier cell tied to this year's shown ``x1`` by a link equation."""
+    earlier = _system(
+        {"a1": 2, "a2": 5, "A": 7, "b1": 4, "b2": 5, "B": 9},
+        [["a1", "a2", "A"], ["b1", "b2", "B"]],
+    )
+    table = _system({"x1": 4, "x2": 1, "X": 5}, [["x1", "x2", "X"]])
+    hidden = {"a1", "a2", "b1", "b2"}
+    table.include(earlier, publication.previous, hidden, protected=protected)
+    table.equation({publication.previous("b1"): 1.0, "x1": -1.0})
+    return table
+
+
+def test_an_earlier_part_audited_at_its_publication_is_not_audited_again():
+    prev = publication.previous
+    table = _earlier_and_now({"a1", "a2", "b1", "b2"})
+    hidden = {prev(k) for k in ("a1", "a2", "b1", "b2")} | {"x2"}
+    everything = suppression.audit(table, hidden, 3)
+    trusted = suppression.audit(table, hidden, 3, trust_earlier=True)
+    # The a-line touches no cell and no equation of this year: left out.
+    assert set(everything) - set(trusted) == {prev("a1"), prev("a2")}
+    # The b-line is tied to this year by the link: audited again (and given away).
+    assert trusted[prev("b1")].width == 0
+    # A cell the earlier audit left unprotected is never trusted.
+    table = _earlier_and_now({"a2", "b1", "b2"})
+    assert prev("a1") in suppression.audit(table, hidden, 3, trust_earlier=True)
+    # protect: the left-out part still counts as hidden, and stays protected.
+    table = _earlier_and_now({"a1", "a2", "b1", "b2"})
+    protection = suppression.protect(table, 2, 3)
+    assert {prev("a1"), prev("a2")} <= protection.earlier
+    assert prev("a1") not in protection.intervals
+    exact = suppression.audit(table, protection.audited)
+    assert min(exact[prev(k)].width for k in ("a1", "a2")) >= 3

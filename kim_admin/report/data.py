@@ -188,7 +188,12 @@ class ReportData:
             raise ReportError(refusal)
         self._protection: suppression.Protection | None = None
         self._table: suppression.Table | None = None
+        #: This year's own table, as :func:`.publication.link_previous` leaves it out.
+        self._own: suppression.Table | None = None
         self._years_back = publication.YEARS_BACK
+        #: Whether this is a publication (stored, see :mod:`.publication`), not an
+        #: earlier year recomputed for one.
+        self._publishes = True
         self.periods: list[ReportingPeriod] = periods.between(first, last)
         self.first, self.last = first, last
         self.period_ids = [p.id for p in self.periods]
@@ -406,23 +411,58 @@ class ReportData:
             self._protection = suppression.protect(
                 self.publication_table(), self.options.threshold, self.protection_width
             )
+            if self._publishes and periods.has_ended(self.last):
+                publication.store(
+                    self.first.year,
+                    self.options.threshold,
+                    self.protection_width,
+                    self.town_ids,
+                    self.own_publication(),
+                    self.user,
+                )
         return self._protection
+
+    def own_publication(self) -> publication.Published:
+        """This year's own published table and what its protection hid."""
+        self.publication_table()
+        protection = self.protection()
+        return publication.Published(
+            self._own, protection.hidden, self.last.id, protection.unprotected
+        )
 
     def publication_table(self) -> suppression.Table:
         """The published counts and their equations, with the previous year's workbook.
 
-        The previous year's published state is recomputed the same way, going back
-        at most :data:`.publication.YEARS_BACK` years (see :mod:`.publication`).
+        The previous year as stored when it was published, else recomputed the same
+        way, going back at most :data:`.publication.YEARS_BACK` years (see
+        :mod:`.publication`).
         """
         if self._table is None:
             rules = publication.rule_identities()
             table = publication.build_table(self, rules)
-            earlier = self.previous_year() if self._years_back > 0 else None
+            # A copy of this year's part (linking only adds cells and equations).
+            self._own = suppression.Table(
+                dict(table.values), list(table.equations), set(table.totals)
+            )
+            earlier = self.earlier_publication()
             if earlier is not None:
-                earlier._years_back = self._years_back - 1
-                publication.link_previous(table, self, earlier, earlier.protection().hidden, rules)
+                publication.link_previous(table, self, earlier, rules)
             self._table = table
         return self._table
+
+    def earlier_publication(self) -> publication.Published | None:
+        """The previous year's publication: stored, else recomputed (None without one)."""
+        found = publication.stored(
+            self.first.year - 1, self.options.threshold, self.protection_width, self.town_ids
+        )
+        if found is not None or self._years_back <= 0:
+            return found
+        earlier = self.previous_year()
+        if earlier is None:
+            return None
+        earlier._years_back = self._years_back - 1
+        earlier._publishes = False
+        return earlier.own_publication()
 
     def previous_year(self) -> ReportData | None:
         """The same report for the calendar year before (None without its quarters or figures)."""

@@ -21,31 +21,54 @@ includes the previous year's published workbook as it was published
 (:func:`link_previous`): its cells with their shown and hidden state fixed
 (:attr:`kim_admin.suppression.Table.fixed`), and the identities between the two,
 summed over the year per municipality, target group and total, and between the
-previous year's last quarter and this year's first in the Zeitreihe. The previous
-year's state is recomputed with the same rule (it is deterministic), going back at
-most :data:`YEARS_BACK` years; each year is audited together with the year before
-it, not with all earlier years at once.
+previous year's last quarter and this year's first in the Zeitreihe. Each year is
+audited together with the year before it, not with all earlier years at once.
+
+**Stored publications.** The first time a year's published state is computed for a
+publication (a workbook "für Veröffentlichung", the report for politics or its
+preview, a published export; any of them once the year has ended), its table and
+hidden cells are stored (:class:`models.PublishedYear`, :func:`store`): the first
+publication wins, and later corrections of that year's figures do not rewrite what
+was published. The audit of the next year reads the previous year from there
+(:func:`stored`: same threshold, width and municipalities), with the values and
+hidden cells *as they were published*, which is what the public has seen. Only
+when none is stored is the previous year's state recomputed with the same rule (it
+is deterministic), going back at most :data:`YEARS_BACK` years; such a
+recomputed earlier year is not stored (it was not published). Two jobs storing the
+same year at once: the unique key (year, threshold, width) lets the first insert
+win, the other is dropped.
 """
 
 from __future__ import annotations
 
 import ast
+import logging
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import create_engine, insert, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.pool import NullPool
 
 from kim_admin import suppression
 from kim_admin.extensions import db
+from kim_admin.monitoring import periods
 from kim_admin.monitoring import rules as rule_language
 from kim_admin.permissions import is_scoped
-from models import Municipality, ValidationRule
+from models import AuditEvent, Municipality, PublishedYear, ValidationRule
+
+log = logging.getLogger(__name__)
 
 #: What the Übersicht says about the time grid of published reports.
 GRID_NOTE = (
     "Veröffentlicht werden nur ganze Kalenderjahre (Q1–Q4 eines Jahres): veröffentlichte "
     "Zeiträume überschneiden sich nie, so lässt sich kein Quartal als Differenz zweier "
     "Berichte errechnen. Bestände am Jahresende verbinden zwei Jahre: geprüft wird "
-    "zusammen mit dem veröffentlichten Vorjahr. Veröffentlicht wird immer der Bericht über "
+    "zusammen mit dem Vorjahr, wie es zuerst veröffentlicht wurde (die erste "
+    "Veröffentlichung eines Jahres wird gespeichert; spätere Korrekturen seiner Zahlen "
+    "ändern sie nicht). Veröffentlicht wird immer der Bericht über "
     "alle KIM-Kommunen mit freigegebenen Zahlen; veröffentlichte Exporte der Bedarfe und der "
     "Versorgungsmatrix zeigen genau, was dieser Bericht zeigt, Listen der Quartalswerte "
     "werden nicht veröffentlicht."
@@ -59,8 +82,27 @@ NOT_PUBLISHED_NOTE = (
     "und je Zielgruppe, nicht je Kommune und Zielgruppe zugleich"
 )
 
-#: How many earlier years are recomputed to know the previous year's published state.
+#: How many earlier years are recomputed to know the previous year's published state
+#: when it is not stored.
 YEARS_BACK = 4
+
+
+@dataclass
+class Published:
+    """A year's published workbook: its own table (without its previous year), the
+    cells it hid, the id of its last quarter (for :meth:`series_key`), and the hidden
+    cells its audit left narrower than the width (nothing was left to hide)."""
+
+    table: suppression.Table
+    hidden: set[Hashable]
+    last_period_id: int
+    unprotected: set[Hashable] = field(default_factory=set)
+
+    def series_key(self, indicator: Any) -> tuple:
+        """Key of the Zeitreihe's last quarter (see ``ReportData.series_key``)."""
+        if indicator.kind == "stock":
+            return ("KT", indicator.id)
+        return ("Z", self.last_period_id, indicator.id)
 
 
 def previous(key: Any) -> tuple:
@@ -269,16 +311,17 @@ def _add_if_it_holds(table: suppression.Table, equation: dict) -> None:
 def link_previous(
     table: suppression.Table,
     data: Any,
-    earlier: Any,
-    hidden: set,
+    earlier: Published,
     rules: list[dict[tuple[str, int], float]],
 ) -> None:
     """Add the previous year's published workbook and the identities that tie it to this one.
 
-    ``earlier`` is the previous year's :class:`~kim_admin.report.data.ReportData`
-    (same municipalities and data basis) and ``hidden`` what its publication hid.
+    ``earlier`` is the previous year's publication (same municipalities and data
+    basis), stored or recomputed.
     """
-    table.include(build_table(earlier, rules), previous, hidden)
+    table.include(
+        earlier.table, previous, earlier.hidden, protected=earlier.hidden - earlier.unprotected
+    )
     counts = {i.code: i for i in data.indicators if not i.decimal_places}
 
     def add(equation: dict) -> None:
@@ -294,7 +337,7 @@ def link_previous(
             key = (
                 data.series_key(data.periods[0], indicator)
                 if lag == 0
-                else previous(earlier.series_key(earlier.periods[-1], indicator))
+                else previous(earlier.series_key(indicator))
             )
             equation[key] = equation.get(key, 0.0) + coefficient
         add(equation)
@@ -346,3 +389,173 @@ def _yearly(
         else:
             result[code] = (now, 0.0)
     return result
+
+
+# --- stored publications -----------------------------------------------------------------
+
+
+def _tuple(value: Any) -> Any:
+    """A key read back from JSON: lists become tuples again (nested too)."""
+    return tuple(_tuple(v) for v in value) if isinstance(value, list) else value
+
+
+def _plain(value: Any) -> Any:
+    """A cell value for JSON (database decimals as floats)."""
+    return float(value) if isinstance(value, Decimal) else value
+
+
+def dump(published: Published) -> dict[str, Any]:
+    """The columns of :class:`models.PublishedYear` for a publication, deterministically:
+    cells in the table's order, equations by cell position, key sets in that order."""
+    table = published.table
+    position = {key: n for n, key in enumerate(table.values)}
+
+    def keys(chosen: Iterable[Hashable]) -> list:
+        return [list(k) for k in sorted(chosen, key=position.__getitem__)]
+
+    return {
+        "cells": [[list(key), _plain(value)] for key, value in table.values.items()],
+        "equations": [
+            [[[position[k], c] for k, c in coefficients.items()], constant]
+            for coefficients, constant in table.equations
+        ],
+        "totals": keys(table.totals),
+        "hidden": keys(published.hidden),
+        "unprotected": keys(published.unprotected),
+    }
+
+
+def load(columns: Any, last_period_id: int) -> Published:
+    """A publication from the columns :func:`dump` wrote."""
+    table = suppression.Table()
+    keys = [_tuple(key) for key, _ in columns["cells"]]
+    table.values = {key: value for key, (_, value) in zip(keys, columns["cells"], strict=True)}
+    table.equations = [
+        ({keys[n]: c for n, c in coefficients}, constant)
+        for coefficients, constant in columns["equations"]
+    ]
+    table.totals = {_tuple(key) for key in columns["totals"]}
+    return Published(
+        table,
+        {_tuple(key) for key in columns["hidden"]},
+        last_period_id,
+        {_tuple(key) for key in columns["unprotected"]},
+    )
+
+
+def stored(year: int, threshold: int, width: int, town_ids: Iterable[int]) -> Published | None:
+    """The stored publication of ``year`` with this threshold, width and municipalities."""
+    row = db.session.execute(
+        select(
+            PublishedYear.municipality_ids,
+            PublishedYear.cells,
+            PublishedYear.equations,
+            PublishedYear.totals,
+            PublishedYear.hidden,
+            PublishedYear.unprotected,
+        ).where(
+            PublishedYear.year == year,
+            PublishedYear.threshold == threshold,
+            PublishedYear.width == width,
+        )
+    ).first()
+    if row is None or sorted(row.municipality_ids) != sorted(town_ids):
+        return None
+    last = periods.find(year, 4)
+    if last is None:
+        return None
+    return load(row._mapping, last.id)
+
+
+def is_stored(year: int, threshold: int, width: int) -> bool:
+    """Whether a publication of ``year`` with this threshold and width is stored."""
+    return (
+        db.session.scalar(
+            select(PublishedYear.id).where(
+                PublishedYear.year == year,
+                PublishedYear.threshold == threshold,
+                PublishedYear.width == width,
+            )
+        )
+        is not None
+    )
+
+
+def store(
+    year: int,
+    threshold: int,
+    width: int,
+    town_ids: Iterable[int],
+    published: Published,
+    user: Any = None,
+) -> bool:
+    """Store a year's publication unless one is stored already; True if this call stored it.
+
+    The one write path of :class:`models.PublishedYear`. It writes through a
+    connection of its own, committed at once, whatever the caller's session is in
+    the middle of (a job's long read, an export being streamed). Should another job
+    store the same year at the same moment, the unique key refuses the later insert,
+    which is dropped: the first publication wins. On SQLite a writer holding the
+    database (the report for politics saves its texts first) is not waited for: the
+    year is then stored by its next publication.
+    """
+    if is_stored(year, threshold, width):
+        return False
+    return _insert(year, threshold, width, town_ids, published, user)
+
+
+def _insert(
+    year: int, threshold: int, width: int, town_ids: Iterable[int], published: Published, user: Any
+) -> bool:
+    columns = dump(published)
+    town_ids = sorted(town_ids)
+    user_id = getattr(user, "id", None)
+    engine = _side_engine()
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                insert(PublishedYear).values(
+                    year=year,
+                    threshold=threshold,
+                    width=width,
+                    municipality_ids=town_ids,
+                    created_by_id=user_id,
+                    **columns,
+                )
+            )
+            # The trail names the stored year, not its cells (too large for an event).
+            conn.execute(
+                insert(AuditEvent).values(
+                    action="create",
+                    object_type=PublishedYear.__tablename__,
+                    object_id=str(year),
+                    user_id=user_id,
+                    user_email=getattr(user, "email", None),
+                    new_values={
+                        "year": year,
+                        "threshold": threshold,
+                        "width": width,
+                        "municipalities": len(town_ids),
+                        "cells": len(columns["cells"]),
+                        "hidden": len(columns["hidden"]),
+                    },
+                )
+            )
+    except IntegrityError:
+        log.info("publication of %s stored by another job first", year)
+        return False
+    except OperationalError:
+        log.info("publication of %s not stored (database busy)", year)
+        return False
+    finally:
+        if engine is not db.engine:
+            engine.dispose()
+    return True
+
+
+def _side_engine() -> Any:
+    """The app's engine, except on SQLite: a connection that gives up after 0.2 s
+    rather than wait for the caller's own open write (as job bookkeeping does)."""
+    if db.engine.dialect.name != "sqlite":
+        return db.engine
+    return create_engine(db.engine.url, poolclass=NullPool, connect_args={"timeout": 0.2})

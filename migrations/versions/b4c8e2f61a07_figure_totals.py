@@ -3,7 +3,7 @@
 Filled from the figures here; kept by kim_admin.monitoring.totals from then on.
 
 Revision ID: b4c8e2f61a07
-Revises: 5e7b1c0d4a18
+Revises: 74d3fe732687
 Create Date: 2026-11-26 00:20:00.000000
 
 """
@@ -13,7 +13,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'b4c8e2f61a07'
-down_revision = '5e7b1c0d4a18'
+down_revision = '74d3fe732687'
 branch_labels = None
 depends_on = None
 
