@@ -862,3 +862,21 @@ def test_an_earlier_part_audited_at_its_publication_is_not_audited_again():
     assert prev("a1") not in protection.intervals
     exact = suppression.audit(table, protection.audited)
     assert min(exact[prev(k)].width for k in ("a1", "a2")) >= 3
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_warm_started_highs_and_plain_linprog_agree(seed, monkeypatch):
+    """The audit's one HiGHS instance per part (SciPy's bindings, warm-started) and the
+    fallback through ``scipy.optimize.linprog`` hide the same cells with the same
+    intervals: the fallback is a real alternative, not dead code."""
+    rng = random.Random(100 + seed)  # noqa: S311 (test data, not secrets)
+    pool = [0, 1, 1, 2, 2, 3, 4, 6, 9]
+    width = rng.randint(3, 6)
+    rows = [[rng.choice(pool) for _ in range(width)] for _ in range(rng.randint(3, 5))]
+    values, lines = _grid(rows)
+    fast = suppression.protect(_system(values, lines), 3)
+    exact = suppression.audit(_system(values, lines), fast.hidden)
+    monkeypatch.setattr(suppression, "_program", suppression._Linprog)
+    plain = suppression.protect(_system(values, lines), 3)
+    assert plain.hidden == fast.hidden and plain.unprotected == fast.unprotected
+    assert suppression.audit(_system(values, lines), plain.hidden) == exact
