@@ -29,12 +29,11 @@ Disclosure audit of a published report (issue "Published figures that cannot be
 worked back"), on synthetic figures of 12 and 396 municipalities × 7 indicators ×
 11 target groups × 4 quarters, without a database: the suppression with the audit
 it needs (target < 2 s and < 30 s), and the exact interval of every hidden cell.
-Each size one year alone (``case audit``), with the previous year's publication
-read from the store (``case audit-stored``, the steady state: each year is stored
-when first published), and cold (``case audit-chain``: nothing stored, the
-:data:`~kim_admin.report.publication.YEARS_BACK` earlier years recomputed, as the
-first publication after an empty store does once). ``case audit2`` is one step of
-that chain (the previous year recomputed, then both).
+Each size one year alone (``case audit``: also the first publication, when no
+earlier year was published), and with the previous year's publication read from
+the store (``case audit-stored``, the steady state: each year is stored when
+first published). ``case audit2`` protects both years one after the other, as
+publishing two years at once does.
 """
 
 from __future__ import annotations
@@ -297,12 +296,8 @@ def audit_figures(towns: int, threshold: int = 3, exact: bool = True) -> dict:
 
 
 def audit_two_years(towns: int, threshold: int = 3, exact: bool = True) -> dict:
-    """A published report audited with the previous year's, that year recomputed.
-
-    Both years are protected (the previous one first: its hidden cells are fixed
-    in the second's table): one step of the chain that runs while the previous
-    year's publication is not stored.
-    """
+    """Two years published at once: the previous year protected alone, then this year
+    together with it (its hidden cells fixed in the second's table)."""
     return _audit(towns, threshold, exact, earlier_years=1)
 
 
@@ -313,18 +308,6 @@ def audit_stored(towns: int, threshold: int = 3, exact: bool = True) -> dict:
     read back from its JSON columns (on the clock) instead of being protected again.
     """
     return _audit(towns, threshold, exact, earlier_years=1, stored=True)
-
-
-def audit_chain(towns: int, threshold: int = 3, exact: bool = True) -> dict:
-    """The cold chain: nothing stored, every earlier year recomputed.
-
-    :data:`publication.YEARS_BACK` earlier years, the oldest protected alone, each
-    later one together with the one before it, then the report itself: what the
-    first publication costs when no earlier year is stored.
-    """
-    from kim_admin.report import publication
-
-    return _audit(towns, threshold, exact, earlier_years=publication.YEARS_BACK)
 
 
 def _audit(
@@ -601,8 +584,6 @@ def main(argv: list[str]) -> None:
         options.db = []
 
     if not options.skip_audit:
-        from kim_admin.report import publication
-
         say("### disclosure audit (published report, synthetic figures, no database)")
         say()
         say(
@@ -610,17 +591,13 @@ def main(argv: list[str]) -> None:
             "protect (s) | CPU (s) | exact intervals (s) | narrowest | verdict |"
         )
         say("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-        # With the previous year: in the steady state it is read from the store (each
-        # year is stored when first published); cold, nothing is stored and the chain
-        # of earlier years is recomputed, once, for the first publication.
-        chain = f"kalt, {publication.YEARS_BACK} Vorjahre neu berechnet"
+        # With the previous year: read from the store (each year is stored when first
+        # published; a year never published ties nothing, the audit is then "HSK"/"NRW").
         for label, case, towns, target in (
             ("HSK", "audit", 12, AUDIT_HSK_SECONDS),
             ("NRW", "audit", 396, AUDIT_NRW_SECONDS),
             ("HSK mit Vorjahr (gespeichert)", "audit-stored", 12, AUDIT_HSK_SECONDS),
             ("NRW mit Vorjahr (gespeichert)", "audit-stored", 396, AUDIT_NRW_SECONDS),
-            (f"HSK {chain}", "audit-chain", 12, None),
-            (f"NRW {chain}", "audit-chain", 396, None),
         ):
             result = run_case(
                 [case, str(towns), str(int(towns <= options.audit_exact_max))], options.timeout
@@ -748,8 +725,6 @@ def case_main(argv: list[str]) -> None:
         result = audit_two_years(int(argv[1]), exact=argv[2] == "1")
     elif kind == "audit-stored":
         result = audit_stored(int(argv[1]), exact=argv[2] == "1")
-    elif kind == "audit-chain":
-        result = audit_chain(int(argv[1]), exact=argv[2] == "1")
     else:
         url, towns, raw, out = argv[1:5]
         result = case_report(url, int(towns), raw == "1", Path(out))

@@ -134,26 +134,30 @@ def test_a_publication_is_stored_once_and_read_as_published(
         assert _stored_years() == [2024, 2025]
 
 
-def test_stored_and_recomputed_previous_year_hide_the_same(app, two_years, accounts, protect_calls):
+def test_a_year_never_published_ties_nothing(app, two_years, accounts, protect_calls):
+    """Every publication stores its year: one that is not stored was never published,
+    so the next year is audited alone; once the earlier year is published, with it."""
     with app.app_context():
-        recomputed = _data(two_years["periods"][2025], accounts.steering)
-        hidden = recomputed.hidden_cells()
-        table = recomputed.publication_table()
-        # 2024 was recomputed for 2025's audit, not published: not stored.
-        assert len(protect_calls) == 2
+        alone = _data(two_years["periods"][2025], accounts.steering)
+        hidden_alone = alone.hidden_cells()
+        assert not alone.publication_table().fixed
+        assert len(protect_calls) == 1  # 2024 is not protected for it
         assert _stored_years() == [2025]
-        assert table.fixed
 
+        db.session.execute(db.delete(PublishedYear))
+        db.session.commit()
         _data(two_years["periods"][2024], accounts.steering).protection()
-        assert _stored_years() == [2024, 2025]
+        assert _stored_years() == [2024]
         protect_calls.clear()
-        from_store = _data(two_years["periods"][2025], accounts.steering)
-        assert from_store.hidden_cells() == hidden
-        assert len(protect_calls) == 1
-        assert from_store.publication_table().values == table.values
-        assert from_store.publication_table().fixed == table.fixed
-        assert from_store.protection().earlier == recomputed.protection().earlier
-        assert not from_store.protection().unprotected
+        linked = _data(two_years["periods"][2025], accounts.steering)
+        table = linked.publication_table()
+        assert table.fixed and all(key[0] == "prev" for key in table.fixed)
+        linked.hidden_cells()
+        assert len(protect_calls) == 1  # 2025 alone: 2024 came from the store
+        assert hidden_alone  # small counts: something is hidden either way
+        intervals = suppression.audit(table, linked.protection().audited)
+        assert min(iv.width for iv in intervals.values()) >= 3
+        assert not linked.protection().unprotected
 
 
 def test_a_second_store_of_the_same_year_is_dropped(app, two_years, accounts):

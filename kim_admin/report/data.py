@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -190,10 +190,6 @@ class ReportData:
         self._table: suppression.Table | None = None
         #: This year's own table, as :func:`.publication.link_previous` leaves it out.
         self._own: suppression.Table | None = None
-        self._years_back = publication.YEARS_BACK
-        #: Whether this is a publication (stored, see :mod:`.publication`), not an
-        #: earlier year recomputed for one.
-        self._publishes = True
         self.periods: list[ReportingPeriod] = periods.between(first, last)
         self.first, self.last = first, last
         self.period_ids = [p.id for p in self.periods]
@@ -411,7 +407,7 @@ class ReportData:
             self._protection = suppression.protect(
                 self.publication_table(), self.options.threshold, self.protection_width
             )
-            if self._publishes and periods.has_ended(self.last):
+            if periods.has_ended(self.last):
                 publication.store(
                     self.first.year,
                     self.options.threshold,
@@ -433,9 +429,8 @@ class ReportData:
     def publication_table(self) -> suppression.Table:
         """The published counts and their equations, with the previous year's workbook.
 
-        The previous year as stored when it was published, else recomputed the same
-        way, going back at most :data:`.publication.YEARS_BACK` years (see
-        :mod:`.publication`).
+        The previous year as stored when it was published; a year never published
+        ties nothing (see :mod:`.publication`).
         """
         if self._table is None:
             rules = publication.rule_identities()
@@ -451,35 +446,10 @@ class ReportData:
         return self._table
 
     def earlier_publication(self) -> publication.Published | None:
-        """The previous year's publication: stored, else recomputed (None without one)."""
-        found = publication.stored(
+        """The previous year's publication as it was stored (None: not published)."""
+        return publication.stored(
             self.first.year - 1, self.options.threshold, self.protection_width, self.town_ids
         )
-        if found is not None or self._years_back <= 0:
-            return found
-        earlier = self.previous_year()
-        if earlier is None:
-            return None
-        earlier._years_back = self._years_back - 1
-        earlier._publishes = False
-        return earlier.own_publication()
-
-    def previous_year(self) -> ReportData | None:
-        """The same report for the calendar year before (None without its quarters or figures)."""
-        year = self.first.year - 1
-        ends = db.session.scalars(
-            select(ReportingPeriod).where(
-                ReportingPeriod.year == year, ReportingPeriod.quarter.in_([1, 4])
-            )
-        ).all()
-        by_quarter = {p.quarter: p for p in ends}
-        if set(by_quarter) != {1, 4}:
-            return None
-        options = replace(
-            self.options, first_period_id=by_quarter[1].id, last_period_id=by_quarter[4].id
-        )
-        earlier = ReportData(options, self.user)
-        return earlier if earlier.range_values else None
 
     @property
     def protection_width(self) -> int:

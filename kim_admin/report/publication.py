@@ -31,10 +31,10 @@ hidden cells are stored (:class:`models.PublishedYear`, :func:`store`): the firs
 publication wins, and later corrections of that year's figures do not rewrite what
 was published. The audit of the next year reads the previous year from there
 (:func:`stored`: same threshold, width and municipalities), with the values and
-hidden cells *as they were published*, which is what the public has seen. Only
-when none is stored is the previous year's state recomputed with the same rule (it
-is deterministic), going back at most :data:`YEARS_BACK` years; such a
-recomputed earlier year is not stored (it was not published). Two jobs storing the
+hidden cells *as they were published*, which is what the public has seen. A year
+with nothing stored was never published (every publication stores its year, and
+the first release stores from the start): it ties nothing, and the year after it
+is audited alone. Two jobs storing the
 same year at once: the unique key (year, threshold, width) lets the first insert
 win, the other is dropped.
 """
@@ -68,7 +68,8 @@ GRID_NOTE = (
     "Berichte errechnen. Bestände am Jahresende verbinden zwei Jahre: geprüft wird "
     "zusammen mit dem Vorjahr, wie es zuerst veröffentlicht wurde (die erste "
     "Veröffentlichung eines Jahres wird gespeichert; spätere Korrekturen seiner Zahlen "
-    "ändern sie nicht). Veröffentlicht wird immer der Bericht über "
+    "ändern sie nicht; ein nie veröffentlichtes Vorjahr verbindet nichts). Veröffentlicht "
+    "wird immer der Bericht über "
     "alle KIM-Kommunen mit freigegebenen Zahlen; veröffentlichte Exporte der Bedarfe und der "
     "Versorgungsmatrix zeigen genau, was dieser Bericht zeigt, Listen der Quartalswerte "
     "werden nicht veröffentlicht."
@@ -81,10 +82,6 @@ NOT_PUBLISHED_NOTE = (
     f"{NOT_PUBLISHED} nicht ausgewiesen: Bestände zeigt der veröffentlichte Bericht je Kommune "
     "und je Zielgruppe, nicht je Kommune und Zielgruppe zugleich"
 )
-
-#: How many earlier years are recomputed to know the previous year's published state
-#: when it is not stored.
-YEARS_BACK = 4
 
 
 @dataclass
