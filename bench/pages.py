@@ -31,7 +31,7 @@ PAGE_KB = 300.0
 DEEP_PAGE = 5000  # × 50 rows: OFFSET 250,000
 
 
-def _app(url: str):
+def _app(url: str, **config):
     from kim_admin import create_app
 
     return create_app(
@@ -39,6 +39,7 @@ def _app(url: str):
             "SQLALCHEMY_DATABASE_URI": url,
             "SECRET_KEY": "bench-scale-pages",
             "RATELIMIT_ENABLED": False,
+            **config,
         }
     )
 
@@ -164,15 +165,27 @@ PAGES = [
 ]
 
 
+#: The start page's Kreis-wide sums computed on every request (KIM_CACHE_SECONDS=0), as
+#: the first request after they expire does.
+UNSHARED = [
+    ("Startseite, Summen nicht geteilt", "/"),
+    ("/dashboard.json, Summen nicht geteilt", "/dashboard.json"),
+]
+
+
 def measure_pages(url: str, email: str | None = None) -> list[dict]:
+    return _measure(url, email, PAGES) + _measure(url, email, UNSHARED, KIM_CACHE_SECONDS=0)
+
+
+def _measure(url: str, email: str | None, pages: list, **config) -> list[dict]:
     from kim_admin.extensions import db
 
-    app = _app(url)
+    app = _app(url, **config)
     client = app.test_client()
     login(client, email or district_email(1))
     rows = []
     with app.app_context():
-        for label, path in PAGES:
+        for label, path in pages:
             client.get(path)
             best = float("inf")
             for _ in range(3):
