@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import date
 from decimal import Decimal
 
 import pytest
@@ -18,11 +17,11 @@ from models import (
     MonitoringEntry,
     Municipality,
     PublishedYear,
-    ReportingPeriod,
-    Submission,
     TargetGroup,
     User,
 )
+
+from .test_suppression import _approved_year
 
 #: One town's cases in 2024 and 2025; the stock follows the district's rule.
 FIGURES = {
@@ -37,28 +36,7 @@ def two_years(app):
     with app.app_context():
         town = db.session.scalar(select(Municipality).where(Municipality.name == "Hallenberg"))
         group = db.session.scalars(select(TargetGroup)).first()
-        codes = {i.code: i for i in db.session.scalars(select(Indicator))}
-        ids = {}
-        for year, series in FIGURES.items():
-            periods = [
-                ReportingPeriod(year=year, quarter=q, deadline=date(year, 3 * q, 28))
-                for q in (1, 2, 3, 4)
-            ]
-            db.session.add_all(periods)
-            for n, period in enumerate(periods):
-                db.session.add(Submission(municipality=town, period=period, status="approved"))
-                for code, values in series.items():
-                    db.session.add(
-                        MonitoringEntry(
-                            municipality=town,
-                            period=period,
-                            indicator=codes[code],
-                            target_group=group,
-                            value=Decimal(values[n]),
-                        )
-                    )
-            db.session.flush()
-            ids[year] = [p.id for p in periods]
+        ids = {year: _approved_year(town, group, year, series) for year, series in FIGURES.items()}
         db.session.commit()
         return {"periods": ids, "town": town.id}
 
