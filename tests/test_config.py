@@ -25,6 +25,19 @@ def test_suppression_threshold_from_environment(monkeypatch):
     assert create_app({"SECRET_KEY": "x"}).config["KIM_SUPPRESSION_THRESHOLD"] == 5
 
 
+def test_shared_sums_from_environment(monkeypatch, tmp_path):
+    assert create_app({"SECRET_KEY": "x"}).config["KIM_CACHE_SECONDS"] == 60
+    monkeypatch.setenv("KIM_CACHE_SECONDS", "15")
+    secret = tmp_path / "cache-url"
+    secret.write_text("redis://127.0.0.1:6379/5\n", encoding="utf-8")
+    monkeypatch.setenv("KIM_CACHE_URL_FILE", str(secret))
+    app = create_app({"SECRET_KEY": "x"})
+    assert app.config["KIM_CACHE_SECONDS"] == 15
+    assert app.config["KIM_CACHE_URL"] == "redis://127.0.0.1:6379/5"
+    (backend,) = app.extensions["cache"].values()  # Flask-Caching on that Redis
+    assert type(backend).__name__ == "RedisCache"
+
+
 def test_overrides_beat_environment(monkeypatch):
     monkeypatch.setenv("KIM_DATABASE_URL", "sqlite:///ignored.db")
     app = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://", "SECRET_KEY": "x"})
