@@ -5,6 +5,8 @@ figures at once, and a cache outage is no error."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -16,6 +18,18 @@ from . import factories
 from .conftest import logged_in
 from .support import make_app
 from .test_scale import statements
+
+
+@contextmanager
+def another_app(app, **config) -> Iterator:
+    """A second app (another worker) on the test's database; its connections closed after."""
+    other = make_app(app.config["SQLALCHEMY_DATABASE_URI"], **config)
+    try:
+        yield other
+    finally:
+        with other.app_context():
+            db.session.remove()
+            db.engine.dispose()
 
 
 def _world(app) -> int:
@@ -46,7 +60,11 @@ def _values(payload: dict) -> list:
 
 def test_district_sums_are_shared_and_say_how_old(app, accounts):
     entry_id = _world(app)
-    shared = make_app(app.config["SQLALCHEMY_DATABASE_URI"], KIM_CACHE_SECONDS=60)
+    with another_app(app, KIM_CACHE_SECONDS=60) as shared:
+        _shared_and_dated(shared, accounts, entry_id)
+
+
+def _shared_and_dated(shared, accounts, entry_id: int) -> None:
     district = logged_in(shared, accounts.district)
     first = district.get("/dashboard.json").get_json()
     assert first["as_of"]  # the page says when the shared sums were computed
@@ -85,25 +103,20 @@ def test_workers_share_the_sums_through_redis(app, accounts):
         "KIM_CACHE_URL": "redis://127.0.0.1:6379/3",
         "KIM_JOBS_QUEUE": f"test-{uuid.uuid4().hex}",  # this test's keys only
     }
-    url = app.config["SQLALCHEMY_DATABASE_URI"]
-    one, two = make_app(url, **config), make_app(url, **config)
-    with statements(one) as first:
-        logged_in(one, accounts.district)  # the login ends on the start page
-    with statements(two) as second:
-        _sums(two, logged_in(two, accounts.district), "/dashboard.json")
+    with another_app(app, **config) as one, another_app(app, **config) as two:
+        with statements(one) as first:
+            logged_in(one, accounts.district)  # the login ends on the start page
+        with statements(two) as second:
+            _sums(two, logged_in(two, accounts.district), "/dashboard.json")
     assert any("figure_total" in s for s in first)
     assert not any("figure_total" in s for s in second)
 
 
 def test_unreachable_cache_is_no_error(app, accounts):
     _world(app)
-    broken = make_app(
-        app.config["SQLALCHEMY_DATABASE_URI"],
-        KIM_CACHE_SECONDS=60,
-        KIM_CACHE_URL="redis://127.0.0.1:1/0",
-    )
-    district = logged_in(broken, accounts.district)
-    html, queries = _sums(broken, district, "/")
-    assert queries > 0 and "Kennzahlen der letzten" in html
-    with broken.app_context():
-        assert db.session.scalar(select(MonitoringEntry.value)) == 5
+    with another_app(app, KIM_CACHE_SECONDS=60, KIM_CACHE_URL="redis://127.0.0.1:1/0") as broken:
+        district = logged_in(broken, accounts.district)
+        html, queries = _sums(broken, district, "/")
+        assert queries > 0 and "Kennzahlen der letzten" in html
+        with broken.app_context():
+            assert db.session.scalar(select(MonitoringEntry.value)) == 5
