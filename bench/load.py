@@ -9,6 +9,13 @@ sorts, filters and deep pages, Meldestand, Versorgung, submissions) and 5 member
 of the steering group (start page, charts, Meldestand, Versorgung, list of figures).
 Each user waits 0.5–1.5 s between requests (someone reading the page).
 
+The users arrive over ``--ramp`` seconds (default 15 s: two people a second),
+in a mixed order, as a load tool's spawn rate has them, and as people do at a
+deadline: nobody's login lands in the same tenth of a second as 29 others'. The
+throughput counts the whole run, ramp included. ``--ramp 0`` starts all 30 at once:
+30 password checks (scrypt, about 0.1 s CPU each) then queue on the two cores, which
+the login's p95 shows.
+
 Every user comes through "a proxy" with an address of its own (``X-Forwarded-For``,
 ``KIM_TRUSTED_PROXIES=1``), as behind the production nginx: the login throttle counts
 per address and would otherwise take 30 people for one.
@@ -127,7 +134,12 @@ class User(threading.Thread):
             data[key] = str(self.random.randint(0, 30))
         self.call(SAVE, "POST", path, data=data)
 
+    #: Seconds after the start at which this user arrives (see ``--ramp``).
+    delay: float = 0.0
+
     def run(self) -> None:
+        if self.stop.wait(self.delay):
+            return
         if not self.login():
             self.results.add("Anmeldung (POST)", 0, "Anmeldung fehlgeschlagen")
             return
@@ -167,6 +179,34 @@ class User(threading.Thread):
             self.call("Versorgung", "GET", "/versorgung/")
         else:
             self.call("Meldungen", "GET", "/submission/")
+
+
+def login_burst(users: list[User]) -> Results:
+    """Every user's login once more, all at the same moment (fresh sessions)."""
+    results = Results()
+    ready = threading.Barrier(len(users))
+
+    def login(user: User) -> None:
+        again = User(user.base, user.email, user.role, user.town, results, None, 0)
+        again.http.headers["X-Forwarded-For"] = user.http.headers["X-Forwarded-For"]
+        ready.wait()
+        if not again.login():
+            results.add("Anmeldung (POST)", 0, "Anmeldung fehlgeschlagen")
+
+    threads = [threading.Thread(target=login, args=(u,)) for u in users]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return results
+
+
+def server_size() -> tuple[int, int]:
+    """Workers and threads the shipped ``gunicorn.conf.py`` gives in this environment."""
+    import runpy
+
+    settings = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    return settings["workers"], settings["threads"]
 
 
 def start_server(url: str, port: int, log: Path) -> subprocess.Popen:
@@ -216,10 +256,12 @@ def percentile(values: list[float], share: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(share * 100) - 1]
 
 
-def run(url: str, duration: float, port: int, say) -> dict:
-    """Start gunicorn, run the 30 users for ``duration`` seconds, print the figures."""
+def run(url: str, duration: float, port: int, say, ramp: float = 15.0) -> dict:
+    """Start gunicorn, run the 30 users for ``duration`` seconds (arriving over the
+    first ``ramp`` seconds), print the figures."""
     results = Results()
     stop = threading.Event()
+    workers, threads = server_size()
     with tempfile.TemporaryDirectory() as tmp:
         server = start_server(url, port, Path(tmp) / "gunicorn.log")
         try:
@@ -237,6 +279,11 @@ def run(url: str, duration: float, port: int, say) -> dict:
                 User(base, steering_email(k), "steering_group", None, results, stop, 200 + k)
                 for k in range(1, STEERING_USERS + 1)
             ]
+            # Arrival order mixed (a fixed one, so runs compare), evenly over the ramp.
+            arrivals = list(users)
+            random.Random(30).shuffle(arrivals)
+            for k, user in enumerate(arrivals):
+                user.delay = ramp * k / len(arrivals)
             for user in users:
                 user.start()
             start = time.perf_counter()
@@ -245,6 +292,7 @@ def run(url: str, duration: float, port: int, say) -> dict:
             for user in users:
                 user.join(timeout=90)
             elapsed = time.perf_counter() - start
+            burst = login_burst(users)
         finally:
             server.terminate()
             server.wait(timeout=60)
@@ -253,7 +301,8 @@ def run(url: str, duration: float, port: int, say) -> dict:
     say(
         f"{len(users)} Nutzer ({MUNICIPAL_USERS} Kommune, {DISTRICT_USERS} Kreis, "
         f"{STEERING_USERS} Steuerungsgruppe), {elapsed:.0f} s gegen gunicorn "
-        "(gunicorn.conf.py: 2 Worker × 4 Threads):"
+        f"(gunicorn.conf.py: {workers} Worker × {threads} Threads), "
+        + (f"Ankunft über {ramp:g} s verteilt:" if ramp else "alle gleichzeitig angemeldet:")
     )
     say(
         f"{total} Anfragen, {total / elapsed:.1f} Anfragen/s, {errors} Fehler "
@@ -278,6 +327,13 @@ def run(url: str, duration: float, port: int, say) -> dict:
             note += f" ({kinds})"
         say(f"| {page} | {len(times)} | {len(failed)} | {p50:.2f} | {p95:.2f} | {note} |")
     say()
+    times = burst.times["Anmeldung (POST)"]
+    say(
+        f"Zum Vergleich, nach dem Lauf: alle {len(users)} melden sich in derselben Sekunde "
+        f"an: p50 {percentile(times, 0.5):.2f} s, p95 {percentile(times, 0.95):.2f} s, "
+        f"{sum(len(e) for e in burst.errors.values())} Fehler."
+    )
+    say()
     return {"requests": total, "errors": errors, "rate": total / elapsed, "verdicts": verdicts}
 
 
@@ -286,12 +342,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--url", default=DEFAULT_URL)
     parser.add_argument("--duration", type=float, default=180)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument(
+        "--ramp", type=float, default=15.0, help="seconds over which the users arrive"
+    )
     options = parser.parse_args(argv)
 
     def say(text: str = "") -> None:
         print(text, flush=True)
 
-    run(options.url, options.duration, options.port, say)
+    run(options.url, options.duration, options.port, say, options.ramp)
 
 
 if __name__ == "__main__":

@@ -137,7 +137,9 @@ def measure_lists(url: str) -> list[dict]:
                     response = client.get(f"/monitoring_entry/?{query}")
                     wall = (time.perf_counter() - start) * 1000
                 selects = [
-                    (s, p) for s, p in capture.statements if s.lstrip().upper().startswith("SELECT")
+                    (s, p)
+                    for s, p in capture.statements
+                    if s.lstrip().upper().startswith(("SELECT", "WITH"))
                 ]
                 sql = sum(explain_ms(raw.driver_connection, s, p) for s, p in selects)
                 raw.driver_connection.rollback()

@@ -528,3 +528,65 @@ def test_quarter_filters_page_as_the_plain_query_does(app, accounts, as_district
                 assert shown == wanted, (query, order, page)
                 if page == 0 and expected:
                     assert any("UNION ALL" in s for s in sent) == merged(descending), query
+
+
+# --- deep pages sorted by Kommune, counted town by town ---------------------------------
+
+
+def test_deep_pages_sorted_by_town_count_town_by_town(
+    app, accounts, as_district, as_arnsberg, monkeypatch
+):
+    """Deep in the list sorted by Kommune, the towns before the page are counted (a
+    recursive query over the towns in name order) instead of every row being sorted;
+    every page shows exactly the rows and order of the plain query, in both
+    directions, with filters, search and a municipal user's scope."""
+    with app.app_context():
+        towns = db.session.scalars(select(Municipality).order_by(Municipality.id)).all()
+        groups = db.session.scalars(select(TargetGroup).order_by(TargetGroup.id)).all()
+        neu = factories.indicator("CM_NEU")
+        quarter = factories.period(2001, 1, is_open=False)
+        n = 0
+        # Towns with 0 to 6 figures (some none at all), ids not in name order.
+        for t, town in enumerate(towns):
+            for k in range((t * 5) % 7):
+                n += 1
+                factories.entry(
+                    town, quarter, neu, n, groups[k], comment=f"Kommentar {n} {town.name}"
+                )
+        db.session.commit()
+        rows = db.session.execute(
+            select(MonitoringEntry.comment, MonitoringEntry.id, Municipality.name).join(
+                Municipality, Municipality.id == MonitoringEntry.municipality_id
+            )
+        ).all()
+    view = next(v for v in app.extensions["admin"][0]._views if v.endpoint == "monitoring_entry")
+    monkeypatch.setattr(view, "page_size", 4)
+    monkeypatch.setattr("views.reporting.TOWN_WALK_FROM", 8)  # from the third page on
+    town_filter = next(
+        f"flt0_{key}"
+        for key, (_, flt) in view._filter_args.items()
+        if str(flt.name) == "Kommune" and type(flt).__name__ == "FilterNotEqual"
+    )
+    cases = [
+        (as_district, "", lambda r: True),
+        (as_district, "&search=1", lambda r: "1" in r.comment),
+        (as_district, f"&{town_filter}=Brilon", lambda r: r.name != "Brilon"),
+        (as_arnsberg, "", lambda r: r.name == "Arnsberg"),
+    ]
+    for client, query, matches in cases:
+        for descending in (False, True):
+            expected = sorted(
+                (r for r in rows if matches(r)), key=lambda r: (r.name, r.id), reverse=descending
+            )
+            pages = len(expected) // 4 + 2  # one past the end
+            for page in range(pages):
+                with statements(app) as sent:
+                    html = client.get(
+                        f"/monitoring_entry/?sort=0{'&desc=1' if descending else ''}"
+                        f"{query}&page={page}"
+                    ).get_data(as_text=True)
+                shown = [s.strip() for s in re.findall(r"Kommentar \d+ [^<\n]+", html)]
+                wanted = [r.comment for r in expected[page * 4 : page * 4 + 4]]
+                assert shown == wanted, (query, descending, page)
+                walked = any("town_walk" in s for s in sent)
+                assert walked == (page >= 2), (query, descending, page)

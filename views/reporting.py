@@ -7,7 +7,7 @@ from typing import Any
 from flask import g, url_for
 from flask_admin.contrib.sqla import filters as sqla_filters
 from markupsafe import Markup
-from sqlalchemy import exists, select, true, union_all
+from sqlalchemy import BigInteger, exists, func, literal, select, true, union_all
 from sqlalchemy.sql.visitors import replacement_traverse
 from wtforms.validators import NumberRange, ValidationError
 
@@ -19,6 +19,7 @@ from models import (
     SUBMISSION_STATUSES,
     Indicator,
     MonitoringEntry,
+    Municipality,
     ReportingPeriod,
 )
 
@@ -62,6 +63,9 @@ class ReportingPeriodView(SecureModelView):
 #: Most rows :meth:`MonitoringEntryView.page_keys` merges (the page and the rows before
 #: it, from each matching quarter); a deeper page is left to the database's own plan.
 MERGED_ROWS = 50_000
+#: From this many rows before the page, a list sorted by Kommune is found by counting
+#: town by town (:func:`_town_walk`) instead of sorting every row before the page.
+TOWN_WALK_FROM = 10_000
 
 
 class _PeriodFilter:
@@ -180,6 +184,8 @@ class MonitoringEntryView(SecureModelView):
         ``(period_id, updated_at, id)`` of each matching quarter, the page reads
         the page's rows and those before it, per quarter.
         """
+        if sort_column == "municipality" and offset >= TOWN_WALK_FROM:
+            return _town_walk(query, bool(sort_desc), offset, size)
         ids = g.get("kim_period_ids")
         if sort_column not in (None, "updated_at") or ids is None:
             return super().page_keys(query, sort_column, sort_desc, offset, size)
@@ -227,6 +233,63 @@ class MonitoringEntryView(SecureModelView):
             .limit(size)
             .offset(offset)
         )
+
+
+def _town_walk(query: Any, descending: bool, offset: int, size: int) -> Any:
+    """A deep page of the list sorted by Kommune: count town by town, then sort one or two.
+
+    Sorted by (town name, id), the database sorts every row before the page by id
+    within its town (measured: 77–171 ms at OFFSET 250,000 of a million figures). The
+    page only needs to know which towns it falls in: walking the towns in name order
+    (a recursive query, one index lookup per town), each town's rows under the list's
+    scope, filters and search are counted from the index on ``municipality_id`` until
+    the count passes the page. The page is then the list's own sorted query, limited
+    to those towns and with the rows of the towns before them skipped.
+    """
+    keys = query.limit(None).offset(None).order_by(None).with_entities(MonitoringEntry.id)
+    listed = keys.statement.with_only_columns(func.count(), maintain_column_froms=True)
+    town = Municipality.__table__.alias("town")
+    name = Municipality.__table__.c.name
+    step = func.max if descending else func.min
+
+    def rows_of(column: Any) -> Any:
+        return listed.where(MonitoringEntry.municipality_id == column).scalar_subquery()
+
+    def after(current: Any) -> Any:
+        beyond = name < current if descending else name > current
+        return select(step(name)).where(beyond).scalar_subquery()
+
+    first = select(step(name)).scalar_subquery()
+    walk = (
+        select(
+            town.c.id.label("id"),
+            town.c.name.label("name"),
+            literal(0, BigInteger).label("before"),
+            rows_of(town.c.id).label("rows"),
+        )
+        .where(town.c.name == first)
+        .cte("town_walk", recursive=True)
+    )
+    walk = walk.union_all(
+        select(town.c.id, town.c.name, walk.c.before + walk.c.rows, rows_of(town.c.id))
+        .select_from(walk.join(town, town.c.name == after(walk.c.name)))
+        .where(walk.c.before + walk.c.rows < offset + size)
+    )
+    towns = db.session.execute(
+        select(walk.c.id, walk.c.before)
+        .where(walk.c.before + walk.c.rows > offset, walk.c.rows > 0)
+        .order_by(walk.c.before)
+    ).all()
+    if not towns:
+        return []
+    return (
+        query.limit(None)
+        .offset(None)
+        .filter(MonitoringEntry.municipality_id.in_([t.id for t in towns]))
+        .with_entities(MonitoringEntry.id)
+        .offset(offset - towns[0].before)
+        .limit(size)
+    )
 
 
 def _walk_finds_early(ids: set[int], descending: bool) -> bool:
