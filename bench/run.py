@@ -22,8 +22,10 @@ NRW scale (issue "NRW scale"), on 396 municipalities × 40 quarters × 63 cells 
 dropped afterwards: the list of figures (EXPLAIN ANALYZE of every statement of
 every sort, filter and a deep page; target ≤ 100 ms SQL), the start page,
 ``/dashboard.json``, Meldestand and Versorgung (≤ 300 ms, ≤ 300 KB; :mod:`bench.pages`),
-and 30 users against gunicorn (:mod:`bench.load`; 0 errors, save p95 ≤ 1 s, pages
-p95 ≤ 2 s). ``--only-scale`` runs this part alone.
+the evaluation report sent as a job to RQ on Redis (``--redis``; the request answered
+in < 200 ms, raw-data sheet off by default; :mod:`bench.report_job`), and 30 users
+against gunicorn (:mod:`bench.load`; 0 errors, save p95 ≤ 1 s, pages p95 ≤ 2 s).
+``--only-scale`` runs this part alone.
 
 Disclosure audit of a published report (issue "Published figures that cannot be
 worked back"), on synthetic figures of 12 and 396 municipalities × 7 indicators ×
@@ -562,6 +564,11 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--only-scale", action="store_true")
     parser.add_argument("--load-seconds", type=float, default=180)
+    parser.add_argument(
+        "--redis",
+        default=os.environ.get("KIM_JOBS_URL") or "redis://127.0.0.1:6379/0",
+        help="Redis for the report job's queue (NRW scale)",
+    )
     parser.add_argument("--timeout", type=int, default=1200)
     parser.add_argument("--no-write", action="store_true", help="print only")
     options = parser.parse_args(argv)
@@ -697,7 +704,7 @@ def main(argv: list[str]) -> None:
 
 def scale(options, say) -> None:
     """The NRW-scale part: generate, measure the pages, load, drop the database."""
-    from . import pages, scale_data
+    from . import pages, report_job, scale_data
 
     say("### NRW scale (PostgreSQL, 396 Kommunen, 40 Quartale)")
     say()
@@ -709,6 +716,9 @@ def scale(options, say) -> None:
         )
         say()
         pages.report(scale_data.DEFAULT_URL, say)
+        report_job.report_lines(
+            report_job.measure(scale_data.DEFAULT_URL, options.redis, requests=10), say
+        )
         # The 30 users in a process of their own: this one holds the apps and objects
         # of the measurements above, and its garbage collection and threads would
         # slow the clients down and count as the server's latency.
