@@ -91,6 +91,19 @@ AXE_JS = """async (tags) => {
   }));
 }"""
 
+SETTLED_WIDTH_JS = """() => new Promise((resolve) => {
+  const start = performance.now();
+  let last = -1, same = 0;
+  const tick = () => {
+    const width = document.scrollingElement.scrollWidth;
+    same = width === last ? same + 1 : 0;
+    last = width;
+    if (same >= 5 || performance.now() - start > 2000) resolve(width);
+    else requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
+})"""
+
 
 @dataclass
 class State:
@@ -104,6 +117,10 @@ class State:
     texts: list[str] = field(default_factory=list)
     #: id (or role) of the element that has the focus when the page has loaded.
     focus: str = ""
+    #: The page's scroll width in a window 320 CSS pixels wide (WCAG 1.4.10 Reflow:
+    #: nothing but a data table in its own scrolling region may be wider); 0 where
+    #: not measured (states with an open menu or picker).
+    width_320: int = 0
 
     def describe_violations(self) -> list[str]:
         """Readable lines: state, rule, impact, help and the first elements it hit."""
@@ -170,6 +187,18 @@ class Walker:
             State(self.role, label, page.url, page.title(), violations, texts, focus)
         )
 
+    def measure_reflow(self) -> None:
+        """The last recorded state's width at 320 CSS pixels (then back to the desktop)."""
+        page = self.page
+        desktop = page.viewport_size
+        page.set_viewport_size({"width": 320, "height": 640})
+        try:
+            # Charts redraw for the new width a few frames later (ResizeObserver):
+            # the width once it has stayed the same for five frames (at most 2 s).
+            self.states[-1].width_320 = page.evaluate(SETTLED_WIDTH_JS)
+        finally:
+            page.set_viewport_size(desktop)
+
     def goto(self, path: str) -> Any:
         return self.page.goto(path if path.startswith("http") else self.base + path)
 
@@ -186,6 +215,7 @@ class Walker:
         if "text/html" not in response.headers.get("content-type", ""):
             return
         self.record("Seite")
+        self.measure_reflow()
         if endpoint.endswith(".index_view"):
             self.list_states()
         elif endpoint.endswith(".create_view"):
@@ -215,6 +245,7 @@ class Walker:
             self.goto(href)
             kind = "Details" if "/details/" in href else "Bearbeiten"
             self.record(kind)
+            self.measure_reflow()
             if kind == "Bearbeiten":
                 self.open_picker()
 
@@ -268,13 +299,16 @@ def walk_anonymous(walker: Walker, app: Flask) -> None:
         if response is not None and response.ok and "/login" not in final and final not in public:
             public.add(final)
             walker.record("öffentliche Seite")
+            walker.measure_reflow()
     walker.goto("/login")
     walker.record("Anmeldung")
+    walker.measure_reflow()
     page.fill("#email", "niemand@example.org")
     page.fill("#password", "falsch-falsch-falsch")
     with page.expect_navigation():
         page.click("#submit")
     walker.record("Anmeldung nach falschem Passwort")
+    walker.measure_reflow()
     walker.goto("/gibt-es-nicht/")
     walker.record("Fehlerseite 404")
 

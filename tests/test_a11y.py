@@ -34,6 +34,20 @@ def test_no_axe_violations(walked: dict[str, list[crawl.State]], role: str) -> N
 
 
 @pytest.mark.browser
+@pytest.mark.parametrize("role", list(crawl.ROLES))
+def test_every_page_reflows_at_320_pixels(walked: dict[str, list[crawl.State]], role: str) -> None:
+    """WCAG 1.4.10: in a window 320 CSS pixels wide no page scrolls sideways (a wide
+    table scrolls inside its own region; the entry page's states are in
+    ``test_entry_page.py``)."""
+    measured = [state for state in walked[role] if state.width_320]
+    assert len(measured) >= 3, [s.url for s in walked[role]]
+    wide = [
+        (state.label, state.url, state.width_320) for state in measured if state.width_320 > 320
+    ]
+    assert wide == []
+
+
+@pytest.mark.browser
 def test_walk_without_script_errors(walked: dict[str, list[crawl.State]]) -> None:
     """kim-a11y.js and Flask-Admin's scripts run without an uncaught error on every page."""
     assert {role: errors for role, errors in crawl.SCRIPT_ERRORS.items() if errors} == {}
