@@ -8,6 +8,7 @@ from datetime import timedelta
 from flask import (
     Blueprint,
     Flask,
+    abort,
     current_app,
     flash,
     g,
@@ -22,6 +23,7 @@ from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from limits import parse as parse_limit
+from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import EmailField, PasswordField, SubmitField
@@ -80,8 +82,40 @@ def _dummy_hash(method: str) -> str:
 
 
 def _login_failed(response) -> bool:
-    """Only failed attempts count against the throttle."""
-    return bool(g.get("login_failed"))
+    """Only failed attempts count against the throttle (once: an attempt whose
+    password was checked was counted before, see :func:`_claim_attempt`)."""
+    return bool(g.get("login_failed")) and "login_claimed" not in g
+
+
+def _claim_attempt() -> bool:
+    """Count this attempt now in each login limit of the request; False once one of
+    them is used up.
+
+    Flask-Limiter tests the limits before the view and counts a failed attempt after
+    the answer. Attempts sent at the same moment would all pass the test before the
+    first is counted, and each would check a password. Counted here, in one atomic
+    step of the limiter's storage before the password is checked, no more attempts
+    get through than the limit allows; a successful login gives its count back
+    (:func:`_give_back_attempt`).
+    """
+    limiter = current_app.extensions["kim_limiter"]
+    allowed = True
+    claimed = []
+    for limit in limiter.current_limits:
+        claimed.append(limit)
+        if not limiter.limiter.hit(limit.limit, *limit.request_args):
+            allowed = False
+    g.login_claimed = claimed
+    return allowed
+
+
+def _give_back_attempt() -> None:
+    """A successful login does not count against the throttle (fixed windows, the
+    configured strategy; another strategy keeps the count)."""
+    strategy = current_app.extensions["kim_limiter"].limiter
+    for limit in g.pop("login_claimed", []):
+        if isinstance(strategy, FixedWindowRateLimiter):
+            strategy.hit(limit.limit, *limit.request_args, cost=-1)
 
 
 #: The answer to a password login while KIM_LOCAL_LOGIN=off.
@@ -125,6 +159,8 @@ def login():
         return redirect(url_for("admin.index"))
     form = LoginForm()
     if form.validate_on_submit():
+        if not _claim_attempt():
+            abort(429)  # answered by throttled()
         email = form.email.data.strip().lower()
         user = db.session.scalar(select(User).where(func.lower(User.email) == email))
         if not local_login_for(email):
@@ -148,6 +184,7 @@ def login():
             method = current_app.config.get("KIM_PASSWORD_HASH_METHOD", "scrypt")
             check_password_hash(_dummy_hash(method), form.password.data)
         elif user.check_password(form.password.data) and user.active:
+            _give_back_attempt()
             # A new session (and CSRF token) at login: nothing planted before survives.
             session.clear()
             sessions.start(user)
@@ -246,16 +283,19 @@ def _password_checks():
     return limiter.limiter, parse_limit(current_app.config["KIM_LOGIN_LIMIT_ACCOUNT"])
 
 
-def password_attempts_exhausted(user: User) -> bool:
-    """Whether ``user`` has typed a wrong current password too often lately."""
+def claim_password_check(user: User) -> bool:
+    """Count a check of ``user``'s current password (/konto/) before it is made; False
+    if too many were wrong lately. Counted first, in one atomic step, so that checks
+    sent at the same moment cannot all pass (see :func:`_claim_attempt`)."""
     strategy, limit = _password_checks()
-    return not strategy.test(limit, "password-check", str(user.id))
+    return strategy.hit(limit, "password-check", str(user.id))
 
 
-def count_failed_password(user: User) -> None:
-    """Count one wrong current password of ``user`` (/konto/)."""
+def give_back_password_check(user: User) -> None:
+    """The current password was right: the check does not count."""
     strategy, limit = _password_checks()
-    strategy.hit(limit, "password-check", str(user.id))
+    if isinstance(strategy, FixedWindowRateLimiter):
+        strategy.hit(limit, "password-check", str(user.id), cost=-1)
 
 
 def _throttle_login(app: Flask) -> None:

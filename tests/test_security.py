@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import pytest
@@ -80,6 +81,100 @@ def test_throttle_per_client_address(app, accounts):
         _attempt(client, f"niemand{n}@test.example", "falsch", "10.1.1.1")
     assert _attempt(client, accounts.steering, PASSWORD, "10.1.1.1").status_code == 429
     assert _attempt(client, accounts.steering, PASSWORD, "10.1.1.2").status_code == 302
+
+
+class HeldPasswordChecks:
+    """Holds every password check until ``count`` checks wait together (or 3 s pass),
+    as a burst of attempts sent in the same moment meets a slow hash; counts them."""
+
+    def __init__(self, monkeypatch, count: int) -> None:
+        import models.user
+
+        self.checks = 0
+        self.lock = threading.Lock()
+        self.together = threading.Barrier(count)
+        real = models.user.check_password_hash
+
+        def held(stored: str, password: str) -> bool:
+            with self.lock:
+                self.checks += 1
+            try:
+                self.together.wait(timeout=3)
+            except threading.BrokenBarrierError:
+                pass
+            return real(stored, password)
+
+        monkeypatch.setattr(models.user, "check_password_hash", held)
+
+
+def _burst(count: int, send) -> list[int]:
+    """``send(n)`` in ``count`` threads at once; the status codes."""
+    statuses: list[int] = []
+    start = threading.Barrier(count)
+
+    def one(n: int) -> None:
+        start.wait()
+        statuses.append(send(n))
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return statuses
+
+
+def test_simultaneous_wrong_logins_check_no_more_passwords_than_the_limit(
+    app, accounts, monkeypatch
+):
+    """Eight wrong passwords for one account in the same moment: three are checked
+    (the limit), five refused with 429 before any password is checked. Counted only
+    after each answer, all eight would pass the limit's test together."""
+    app.config["KIM_LOGIN_LIMIT_ACCOUNT"] = "3 per 15 minutes"
+    held = HeldPasswordChecks(monkeypatch, 8)
+    clients = [app.test_client() for _ in range(8)]
+    tokens = [csrf_from(c.get("/login").get_data(as_text=True)) for c in clients]
+
+    def send(n: int) -> int:
+        return (
+            clients[n]
+            .post(
+                "/login",
+                data={"email": accounts.district, "password": "falsch", "csrf_token": tokens[n]},
+                environ_base={"REMOTE_ADDR": f"10.3.0.{n}"},
+            )
+            .status_code
+        )
+
+    statuses = _burst(8, send)
+    assert held.checks == 3
+    assert sorted(statuses) == [200] * 3 + [429] * 5
+    # The window is used up: the right password is refused too.
+    assert _attempt(app.test_client(), accounts.district, PASSWORD, "10.3.1.1").status_code == 429
+
+
+def test_simultaneous_wrong_current_passwords_are_limited(app, as_arnsberg, monkeypatch):
+    """/konto/: eight wrong current passwords at once, five checked (the per-account
+    limit), the rest refused before the check."""
+    token = as_arnsberg.csrf_of("/konto/")
+    form = {
+        "current": "falsch",
+        "new": "Tasse-Wolke-Fahrrad-42",
+        "confirm": "Tasse-Wolke-Fahrrad-42",
+        "csrf_token": token,
+    }
+    held = HeldPasswordChecks(monkeypatch, 8)
+    answers: list[str] = []
+
+    def send(n: int) -> int:
+        response = as_arnsberg.client.post("/konto/", data=form)
+        answers.append(response.get_data(as_text=True))
+        return response.status_code
+
+    _burst(8, send)
+    assert held.checks == 5
+    assert sum("Das aktuelle Passwort ist falsch." in a for a in answers) == 5
+    assert sum("Zu viele falsche Eingaben" in a for a in answers) == 3
 
 
 def test_successful_logins_do_not_count(app, accounts):

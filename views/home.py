@@ -12,7 +12,7 @@ from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
 from kim_admin import audit, caching, dashboard, sessions
 from kim_admin.accounts import PASSWORD_MIN_LENGTH, AccountError, check_password_rules
-from kim_admin.auth import count_failed_password, password_attempts_exhausted
+from kim_admin.auth import claim_password_check, give_back_password_check
 from kim_admin.extensions import db
 from kim_admin.formatting import local_time
 from kim_admin.permissions import READ, apply_scope, can, is_scoped, role_label
@@ -148,16 +148,16 @@ class AccountView(SecureView):
         form = PasswordForm()
         if form.validate_on_submit():
             user = current_user._get_current_object()
-            if password_attempts_exhausted(user):
+            if not claim_password_check(user):
                 form.current.errors.append(
                     "Zu viele falsche Eingaben. Bitte warten Sie einige Minuten."
                 )
             elif not user.check_password(form.current.data):
-                count_failed_password(user)
                 audit.record("password_change_failed", "user", user.id, user.municipality_id)
                 db.session.commit()
                 form.current.errors.append("Das aktuelle Passwort ist falsch.")
             else:
+                give_back_password_check(user)
                 old_token = user.login_token
                 user.set_password(form.new.data)
                 # Keep this session (as a new one); every other session has ended.
