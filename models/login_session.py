@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from kim_admin.extensions import db
 
 from ._common import utcnow
+from ._sealed import SealedText
 from .user import User
 
 
@@ -33,9 +34,10 @@ class LoginSession(db.Model):
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     # Single sign-on only (kim_admin/oidc.py): the ID token (sent back as id_token_hint
     # at logout), the refresh token, and when the ID token expires: from then on the
-    # session is checked with the provider again before it serves a request.
+    # session is checked with the provider again before it serves a request. The
+    # refresh token is a credential at the provider: stored encrypted (SECRET_KEY).
     id_token: Mapped[str | None] = mapped_column(Text)
-    refresh_token: Mapped[str | None] = mapped_column(Text)
+    refresh_token: Mapped[str | None] = mapped_column(SealedText)
     recheck_at: Mapped[datetime | None]
 
     user: Mapped[User] = relationship()

@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit, urlunsplit
 import pytest
 import requests
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, text
 from werkzeug.serving import make_server
 
 from kim_admin import create_app
@@ -553,6 +553,20 @@ def test_session_is_renewed_while_the_provider_session_lives(app, accounts):
         # Renewed with a fresh ID token from the provider: its expiry lies ahead again.
         row = db.session.scalars(select(LoginSession)).one()
         assert row.recheck_at > utcnow()
+
+
+def test_refresh_token_is_stored_encrypted(app, accounts):
+    """The refresh token is a credential at the provider: the database holds it sealed
+    with a key from SECRET_KEY, and under another key it cannot be opened."""
+    browser = Browser(app)
+    assert browser.sign_in("sub-kreis").status_code == 302
+    with app.app_context():
+        token = db.session.scalars(select(LoginSession)).one().refresh_token
+        stored = db.session.execute(text("SELECT refresh_token FROM login_session")).scalar_one()
+    assert token and stored.startswith("fernet:") and token not in stored
+    app.config["SECRET_KEY"] = "ein-anderer-schluessel-" + "x" * 20
+    with app.app_context():
+        assert db.session.scalars(select(LoginSession)).one().refresh_token is None
 
 
 def test_session_ends_after_expiry_once_the_provider_session_ended(app, accounts):
