@@ -104,6 +104,15 @@ SETTLED_WIDTH_JS = """() => new Promise((resolve) => {
   requestAnimationFrame(tick);
 })"""
 
+UNREACHABLE_SCROLLERS_JS = """() => [...document.querySelectorAll("body *")]
+  .filter((el) => {
+    const overflow = getComputedStyle(el).overflowX;
+    return (overflow === "auto" || overflow === "scroll") && el.offsetParent !== null
+      && el.scrollWidth > el.clientWidth + 1 && el.tabIndex < 0;
+  })
+  .map((el) => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "")
+    + [...el.classList].map((c) => "." + c).join(""))"""
+
 
 @dataclass
 class State:
@@ -121,6 +130,9 @@ class State:
     #: nothing but a data table in its own scrolling region may be wider); 0 where
     #: not measured (states with an open menu or picker).
     width_320: int = 0
+    #: Elements that scroll sideways at 320 CSS pixels but cannot take the keyboard's
+    #: focus (a keyboard user could not scroll them; 2.1.1).
+    unreachable_320: list[str] = field(default_factory=list)
 
     def describe_violations(self) -> list[str]:
         """Readable lines: state, rule, impact, help and the first elements it hit."""
@@ -196,6 +208,7 @@ class Walker:
             # Charts redraw for the new width a few frames later (ResizeObserver):
             # the width once it has stayed the same for five frames (at most 2 s).
             self.states[-1].width_320 = page.evaluate(SETTLED_WIDTH_JS)
+            self.states[-1].unreachable_320 = page.evaluate(UNREACHABLE_SCROLLERS_JS)
         finally:
             page.set_viewport_size(desktop)
 

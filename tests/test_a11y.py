@@ -36,15 +36,17 @@ def test_no_axe_violations(walked: dict[str, list[crawl.State]], role: str) -> N
 @pytest.mark.browser
 @pytest.mark.parametrize("role", list(crawl.ROLES))
 def test_every_page_reflows_at_320_pixels(walked: dict[str, list[crawl.State]], role: str) -> None:
-    """WCAG 1.4.10: in a window 320 CSS pixels wide no page scrolls sideways (a wide
-    table scrolls inside its own region; the entry page's states are in
-    ``test_entry_page.py``)."""
+    """WCAG 1.4.10: in a window 320 CSS pixels wide no page scrolls sideways; a wide
+    table scrolls inside its own region, which the keyboard can reach (2.1.1). The
+    entry page's states are in ``test_entry_page.py``."""
     measured = [state for state in walked[role] if state.width_320]
     assert len(measured) >= 3, [s.url for s in walked[role]]
-    wide = [
-        (state.label, state.url, state.width_320) for state in measured if state.width_320 > 320
-    ]
+    wide = [(s.label, s.url, s.width_320) for s in measured if s.width_320 > 320]
     assert wide == []
+    # What scrolls sideways instead (a wide table in its region) takes the focus, so
+    # that the keyboard can scroll it.
+    unreachable = [(s.label, s.url, s.unreachable_320) for s in measured if s.unreachable_320]
+    assert unreachable == []
 
 
 @pytest.mark.browser
@@ -242,3 +244,44 @@ def test_date_filter_is_a_native_labelled_input(accounts, live_server, page) -> 
     page.wait_for_url(re.compile(r"flt\d+_\d+=2020-01-01\+08%3A30%3A00"))
     expect(page.get_by_label("Wert für Zeitpunkt", exact=True)).to_have_value("2020-01-01T08:30")
     expect(page.locator(".alert-danger")).to_have_count(0)
+
+
+@pytest.mark.browser
+def test_tables_shown_later_become_regions_when_they_scroll(
+    app,
+    accounts,
+    live_server,  # noqa: F811
+    page,  # noqa: F811
+) -> None:
+    """At 320 px the start page's tables, closed at first ("Daten als Tabelle"), and
+    the one "je 1.000 Einwohner", hidden until chosen, scroll once shown: each becomes
+    a named region the keyboard can reach."""
+    expect = sync_api.expect
+    named = re.compile(r"je Kommune und Quartal.* \(Tabelle, waagerecht verschiebbar\)$")
+    from kim_admin.extensions import db
+
+    from . import factories
+
+    with app.app_context():  # eight quarters: eight columns of figures
+        for year in (2024, 2025):
+            for quarter in (1, 2, 3, 4):
+                factories.period(year, quarter, is_open=False)
+        db.session.commit()
+    login(page, live_server, accounts.district)
+    page.set_viewport_size({"width": 320, "height": 640})
+    page.goto(f"{live_server}/")
+    figure = page.locator("figure").first
+    first = figure.locator('[data-scale-table="absolute"]')
+    later = figure.locator('[data-scale-table="per1000"]')
+    expect(first).to_be_hidden()
+    figure.locator("summary").click()
+    expect(first).to_be_visible()
+    assert first.evaluate("(box) => box.scrollWidth > box.clientWidth")
+    expect(first).to_have_attribute("tabindex", "0")
+    expect(first).to_have_attribute("role", "region")
+    expect(first).to_have_attribute("aria-label", named)
+    expect(later).to_be_hidden()
+    page.get_by_text("je 1.000 Einwohner", exact=True).first.click()
+    expect(later).to_be_visible()
+    expect(later).to_have_attribute("tabindex", "0")
+    expect(later).to_have_attribute("aria-label", re.compile("je 1.000 Einwohner"))

@@ -335,4 +335,60 @@
       (picker || field).scrollIntoView({ block: "center" });
     }
   });
+
+  // --- wide tables in narrow windows (1.4.10 Reflow, 2.1.1 Keyboard) -----------------
+  // A table wider than the window scrolls inside its wrapper. While (and only while) it
+  // does, the wrapper is a named region in the tab order, so the keyboard can scroll it;
+  // wrappers the page made regions itself are left alone.
+  function regionName(box) {
+    var table = box.querySelector("table");
+    var caption = table && table.querySelector("caption");
+    var text = caption ? caption.textContent : "";
+    if (!text) {
+      var heading = document.querySelector("main h1, h1, main h2");
+      text = heading ? heading.textContent : document.title;
+    }
+    return $.trim(text).replace(/\s+/g, " ") + " (Tabelle, waagerecht verschiebbar)";
+  }
+
+  function markScrollingTables() {
+    document.querySelectorAll(".table-responsive").forEach(function (box) {
+      if (!box.hasAttribute("data-kim-region") && box.hasAttribute("tabindex")) {
+        return;
+      }
+      var scrolls = box.scrollWidth > box.clientWidth + 1;
+      if (scrolls && !box.hasAttribute("data-kim-region")) {
+        box.setAttribute("data-kim-region", "");
+        box.setAttribute("tabindex", "0");
+        box.setAttribute("role", "region");
+        box.setAttribute("aria-label", regionName(box));
+      } else if (!scrolls && box.hasAttribute("data-kim-region")) {
+        ["data-kim-region", "tabindex", "role", "aria-label"].forEach(function (name) {
+          box.removeAttribute(name);
+        });
+      }
+    });
+  }
+
+  var pendingTables = false;
+  function scheduleTables() {
+    if (!pendingTables) {
+      pendingTables = true;
+      window.requestAnimationFrame(function () {
+        pendingTables = false;
+        markScrollingTables();
+      });
+    }
+  }
+  $(function () {
+    scheduleTables();
+    // A table shown later (the start page's "je 1.000 Einwohner") changes size too.
+    if (window.ResizeObserver) {
+      var watcher = new ResizeObserver(scheduleTables);
+      document.querySelectorAll(".table-responsive").forEach(function (box) {
+        watcher.observe(box);
+      });
+    }
+  });
+  window.addEventListener("resize", scheduleTables);
 })(window.jQuery);
