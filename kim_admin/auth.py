@@ -110,11 +110,13 @@ def _claim_attempt() -> bool:
 
 
 def _give_back_attempt() -> None:
-    """A successful login does not count against the throttle (fixed windows, the
-    configured strategy; another strategy keeps the count)."""
+    """A successful login, or an attempt refused before its password was checked,
+    does not count against the throttle (fixed windows, the configured strategy;
+    another strategy keeps the count)."""
     strategy = current_app.extensions["kim_limiter"].limiter
-    for limit in g.pop("login_claimed", []):
-        if isinstance(strategy, FixedWindowRateLimiter):
+    claimed = g.pop("login_claimed", [])
+    if isinstance(strategy, FixedWindowRateLimiter):
+        for limit in claimed:
             strategy.hit(limit.limit, *limit.request_args, cost=-1)
 
 
@@ -160,6 +162,7 @@ def login():
     form = LoginForm()
     if form.validate_on_submit():
         if not _claim_attempt():
+            _give_back_attempt()  # refused unchecked: only checked passwords count
             abort(429)  # answered by throttled()
         email = form.email.data.strip().lower()
         user = db.session.scalar(select(User).where(func.lower(User.email) == email))

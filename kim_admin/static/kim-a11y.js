@@ -345,7 +345,7 @@
     var caption = table && table.querySelector("caption");
     var text = caption ? caption.textContent : "";
     if (!text) {
-      var heading = document.querySelector("main h1, h1, main h2");
+      var heading = document.querySelector("h1, main h2");
       text = heading ? heading.textContent : document.title;
     }
     return $.trim(text).replace(/\s+/g, " ") + " (Tabelle, waagerecht verschiebbar)";
